@@ -1,0 +1,2 @@
+//! LLaMA-family inference engine: model format, quantised SIMD kernels, tokenizers, sampler (no_std + alloc).
+#![no_std]
