@@ -341,5 +341,7 @@ impl Kernels {
     }
 }
 
+#[cfg(all(test, target_arch = "x86_64"))]
+mod candle_oracle;
 #[cfg(test)]
 mod tests;
