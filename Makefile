@@ -70,3 +70,19 @@ bench-boot-x86: build-x86 runner
 
 # --------------------------------------------------------------- aarch64 ----
 # (build-arm, run-arm, test-boot-arm: added by the aarch64 port)
+
+# ------------------------------------------------------------- inference ----
+# The inference crate's tests (incl. every NEON / dotprod / i8mm kernel against the scalar
+# path) cross-compiled for aarch64 Linux and run under qemu user mode with all CPU features.
+AARCH64_LINUX_ENV = CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu max"
+
+.PHONY: test-inference-arm bench-host
+test: test-inference-arm
+test-inference-arm: setup
+	$(AARCH64_LINUX_ENV) $(CARGO) test -p inference --target aarch64-unknown-linux-gnu
+
+# Kernel matmul benchmark (every variant x quant on SmolLM2 shapes) next to llama.cpp's own
+# matmul; builds a cached llama-cpp-python in build/llama-venv on first use. Not part of `test`.
+bench-host:
+	bash inference/bench/bench-host.sh
