@@ -2,6 +2,8 @@
 #![no_std]
 
 extern crate alloc;
+#[cfg(test)]
+extern crate std;
 
 // Kernels side (see CONTRACT.md).
 pub mod exec;

@@ -1,0 +1,282 @@
+//! Quantised matmul kernels: one portable scalar path and SIMD paths per ISA, chosen once at
+//! start-up from a [`CpuFeatures`] the caller passes in (the crate never detects features itself,
+//! so tests can force every path and the kernel can use its own CPUID / ID-register code).
+//!
+//! Work is tiled as up to `TILE` weight rows × `TILE` activation rows, so a prefill batch reuses
+//! each weight tile (and the activations quantised once per call) from cache; rows are split over
+//! the [`Executor`]'s workers.
+
+mod act;
+mod scalar;
+
+use crate::exec::Executor;
+use crate::quant::{matrix_bytes, row_bytes, QuantType};
+use act::QActs;
+
+/// CPU features the kernels may use. `Default` is none: the scalar path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuFeatures {
+    pub avx2: bool,
+    pub fma: bool,
+    pub f16c: bool,
+    pub avx512f: bool,
+    pub avx512bw: bool,
+    pub avx512vl: bool,
+    pub avx512vnni: bool,
+    pub avxvnni: bool,
+    pub neon: bool,
+    pub dotprod: bool,
+    pub i8mm: bool,
+}
+
+/// Kernel implementations, best last within each ISA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelVariant {
+    Scalar,
+    Avx2,
+    Avx512,
+    Avx512Vnni,
+    Neon,
+    NeonDotprod,
+    NeonI8mm,
+}
+
+impl KernelVariant {
+    pub const ALL: [KernelVariant; 7] = [
+        KernelVariant::Scalar,
+        KernelVariant::Avx2,
+        KernelVariant::Avx512,
+        KernelVariant::Avx512Vnni,
+        KernelVariant::Neon,
+        KernelVariant::NeonDotprod,
+        KernelVariant::NeonI8mm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelVariant::Scalar => "scalar",
+            KernelVariant::Avx2 => "avx2",
+            KernelVariant::Avx512 => "avx512",
+            KernelVariant::Avx512Vnni => "avx512vnni",
+            KernelVariant::Neon => "neon",
+            KernelVariant::NeonDotprod => "neon-dotprod",
+            KernelVariant::NeonI8mm => "neon-i8mm",
+        }
+    }
+
+    /// Whether this variant exists for the compilation target and `f` has what it needs.
+    pub fn supported(self, f: &CpuFeatures) -> bool {
+        let x86 = cfg!(target_arch = "x86_64");
+        let arm = cfg!(target_arch = "aarch64");
+        let avx2 = x86 && f.avx2 && f.fma && f.f16c;
+        let avx512 = avx2 && f.avx512f && f.avx512bw && f.avx512vl;
+        match self {
+            KernelVariant::Scalar => true,
+            KernelVariant::Avx2 => avx2,
+            KernelVariant::Avx512 => avx512,
+            KernelVariant::Avx512Vnni => avx512 && f.avx512vnni,
+            KernelVariant::Neon => arm && f.neon,
+            KernelVariant::NeonDotprod => arm && f.neon && f.dotprod,
+            KernelVariant::NeonI8mm => arm && f.neon && f.dotprod && f.i8mm,
+        }
+    }
+}
+
+/// A weight matrix `[rows, cols]` stored as `rows` rows of `row_bytes(qtype, cols)` bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub qtype: QuantType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+}
+
+/// Why a [`MatRef`] is not usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatError {
+    /// `data` is not `rows * row_bytes(qtype, cols)` bytes (or that size overflows).
+    Size {
+        expected: Option<usize>,
+        actual: usize,
+    },
+}
+
+impl<'a> MatRef<'a> {
+    /// Checked constructor for untrusted shapes.
+    pub fn new(
+        qtype: QuantType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, MatError> {
+        let expected = matrix_bytes(qtype, rows, cols);
+        if expected != Some(data.len()) {
+            return Err(MatError::Size {
+                expected,
+                actual: data.len(),
+            });
+        }
+        Ok(MatRef {
+            qtype,
+            rows,
+            cols,
+            data,
+        })
+    }
+}
+
+/// Max rows / activation columns of one kernel call.
+pub(crate) const TILE: usize = 4;
+/// Kernel output: `tile[c][r]` = dot(weight row r, activation row c).
+pub(crate) type Tile = [[f32; TILE]; TILE];
+
+/// `(w = nr rows back to back, nr, acts, b0, nc, out)`.
+type QTileFn = unsafe fn(&[u8], usize, &QActs, usize, usize, &mut Tile);
+/// `(w, nr, cols, x, b0, nc, out)`.
+type F32TileFn = unsafe fn(&[u8], usize, usize, &[f32], usize, usize, &mut Tile);
+
+#[derive(Clone, Copy)]
+struct Table {
+    f32: F32TileFn,
+    q8_0: QTileFn,
+    q4_0: QTileFn,
+    q4_1: QTileFn,
+}
+
+const SCALAR: Table = Table {
+    f32: scalar::tile_f32,
+    q8_0: scalar::tile_q8_0,
+    q4_0: scalar::tile_q4_0,
+    q4_1: scalar::tile_q4_1,
+};
+
+/// The selected kernel set.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    variant: KernelVariant,
+    table: Table,
+}
+
+impl core::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Kernels")
+            .field("variant", &self.variant)
+            .finish()
+    }
+}
+
+/// Output pointer shared by the tasks; each task writes a disjoint set of rows.
+struct SharedOut(*mut f32);
+unsafe impl Sync for SharedOut {}
+
+impl Kernels {
+    /// The best variant `f` supports.
+    ///
+    /// `f` must be true of the CPU the code runs on: a variant whose instructions the CPU lacks
+    /// faults (SIGILL / #UD) on first use.
+    pub fn select(f: &CpuFeatures) -> Kernels {
+        use KernelVariant::*;
+        for v in [Avx512Vnni, Avx512, Avx2, NeonI8mm, NeonDotprod, Neon] {
+            if let Some(k) = Kernels::with_variant(v, f) {
+                return k;
+            }
+        }
+        Kernels {
+            variant: Scalar,
+            table: SCALAR,
+        }
+    }
+
+    /// A specific variant, or `None` if `f` (or the target) does not support it.
+    pub fn with_variant(v: KernelVariant, f: &CpuFeatures) -> Option<Kernels> {
+        if !v.supported(f) {
+            return None;
+        }
+        let table = match v {
+            KernelVariant::Scalar => SCALAR,
+            _ => return None, // SIMD tables are added per ISA below
+        };
+        Some(Kernels { variant: v, table })
+    }
+
+    pub fn variant(&self) -> KernelVariant {
+        self.variant
+    }
+
+    /// `out[b*rows + r] = sum_c W[r, c] * x[b*cols + c]` for `b in 0..batch`.
+    ///
+    /// `batch == 1` is decode (matrix × vector), `batch > 1` prefill (matrix × matrix).
+    /// Activations are quantised on the fly to Q8 blocks for quantised weights; F32 weights use
+    /// a sequential-order f32 sum (bit-identical to llama2.c run.c).
+    ///
+    /// Panics if the slice sizes do not match the shapes (a caller bug: validate untrusted
+    /// shapes with [`MatRef::new`]).
+    pub fn matmul(&self, w: MatRef, x: &[f32], batch: usize, out: &mut [f32], exec: &dyn Executor) {
+        let (rows, cols) = (w.rows, w.cols);
+        let rb = row_bytes(w.qtype, cols);
+        assert_eq!(w.data.len(), rows * rb, "matmul: weight size");
+        assert!(x.len() >= batch * cols, "matmul: x too short");
+        assert!(out.len() >= batch * rows, "matmul: out too short");
+        if rows == 0 || batch == 0 {
+            return;
+        }
+        let acts = match w.qtype {
+            QuantType::F32 => None,
+            _ => Some(QActs::quantize(x, cols, batch)),
+        };
+        let qtile = match w.qtype {
+            QuantType::F32 => None,
+            QuantType::Q8_0 => Some(self.table.q8_0),
+            QuantType::Q4_0 => Some(self.table.q4_0),
+            QuantType::Q4_1 => Some(self.table.q4_1),
+        };
+        let f32tile = self.table.f32;
+
+        let row_tiles = rows.div_ceil(TILE);
+        let tasks = exec.workers().clamp(1, row_tiles);
+        let per_task = row_tiles.div_ceil(tasks);
+        let shared = SharedOut(out.as_mut_ptr());
+        let shared = &shared;
+        let acts = acts.as_ref();
+
+        let task = |t: usize| {
+            let r_begin = (t * per_task * TILE).min(rows);
+            let r_end = ((t + 1) * per_task * TILE).min(rows);
+            let mut tile: Tile = [[0.0; TILE]; TILE];
+            let mut r0 = r_begin;
+            while r0 < r_end {
+                let nr = TILE.min(r_end - r0);
+                let wt = &w.data[r0 * rb..(r0 + nr) * rb];
+                let mut b0 = 0;
+                while b0 < batch {
+                    let nc = TILE.min(batch - b0);
+                    // SAFETY: the table only holds functions whose CPU features `select` /
+                    // `with_variant` checked; slices are in bounds by construction.
+                    unsafe {
+                        match (qtile, acts) {
+                            (Some(f), Some(a)) => f(wt, nr, a, b0, nc, &mut tile),
+                            _ => f32tile(wt, nr, cols, x, b0, nc, &mut tile),
+                        }
+                    }
+                    for (c, tc) in tile.iter().enumerate().take(nc) {
+                        for (r, &v) in tc.iter().enumerate().take(nr) {
+                            // SAFETY: (b0 + c) < batch and r0 + r < rows, so the index is in
+                            // `out`; tasks own disjoint row ranges, so no two write one element.
+                            unsafe { *shared.0.add((b0 + c) * rows + r0 + r) = v };
+                        }
+                    }
+                    b0 += nc;
+                }
+                r0 += nr;
+            }
+        };
+        if tasks == 1 {
+            task(0);
+        } else {
+            exec.run(tasks, &task);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,241 @@
+//! Kernel tests: scalar path against an f64 reference built from dequantised blocks, and every
+//! SIMD path the host (or qemu's `-cpu max`) can run against the scalar path.
+
+use super::*;
+use crate::exec::Inline;
+use crate::quant::{dequantize_row, quantize_row, QK};
+use alloc::vec;
+use alloc::vec::Vec;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// xorshift64*: deterministic test data without a dependency.
+pub(crate) struct Rng(u64);
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [-1, 1).
+    pub fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// Std-thread executor (tests only): task i runs on thread i % workers.
+pub(crate) struct Threads(pub usize);
+impl Executor for Threads {
+    fn workers(&self) -> usize {
+        self.0
+    }
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..self.0 {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= tasks {
+                        break;
+                    }
+                    f(i);
+                });
+            }
+        });
+    }
+}
+
+pub(crate) fn quantize_matrix(qt: QuantType, w: &[f32], rows: usize, cols: usize) -> Vec<u8> {
+    let rb = row_bytes(qt, cols);
+    let mut data = vec![0u8; rows * rb];
+    for r in 0..rows {
+        quantize_row(
+            qt,
+            &w[r * cols..(r + 1) * cols],
+            &mut data[r * rb..(r + 1) * rb],
+        );
+    }
+    data
+}
+
+/// f64 reference of what the quantised kernels compute: dequantised weights times the
+/// dequantised Q8 activations. Returns (values, sum of |terms| per output for tolerances).
+fn reference(w: MatRef, x: &[f32], batch: usize) -> (Vec<f64>, Vec<f64>) {
+    let (rows, cols) = (w.rows, w.cols);
+    let rb = row_bytes(w.qtype, cols);
+    let acts = (w.qtype != QuantType::F32).then(|| QActs::quantize(x, cols, batch));
+    let mut out = vec![0.0; batch * rows];
+    let mut mag = vec![0.0; batch * rows];
+    let mut wrow = vec![0.0f32; cols];
+    for r in 0..rows {
+        dequantize_row(w.qtype, &w.data[r * rb..(r + 1) * rb], &mut wrow);
+        for b in 0..batch {
+            let (mut s, mut m) = (0.0f64, 0.0f64);
+            for c in 0..cols {
+                let xv = match &acts {
+                    None => x[b * cols + c] as f64,
+                    Some(a) => a.qs[(b * a.nb) * QK + c] as f64 * a.d[b * a.nb + c / QK] as f64,
+                };
+                s += wrow[c] as f64 * xv;
+                m += (wrow[c] as f64 * xv).abs();
+            }
+            out[b * rows + r] = s;
+            mag[b * rows + r] = m;
+        }
+    }
+    (out, mag)
+}
+
+fn random_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.f32() * scale).collect()
+}
+
+const SHAPES: [(usize, usize, usize); 9] = [
+    // (rows, cols, batch): tails, odd row counts, batch 1 and > 1
+    (1, 32, 1),
+    (3, 32, 1),
+    (5, 64, 3),
+    (7, 172, 1),
+    (9, 172, 5),
+    (64, 96, 4),
+    (17, 33, 2),
+    (13, 288, 7),
+    (4, 1, 1),
+];
+
+#[test]
+fn scalar_matches_reference() {
+    let k = Kernels::with_variant(KernelVariant::Scalar, &CpuFeatures::default()).unwrap();
+    let mut rng = Rng::new(1);
+    for qt in QuantType::ALL {
+        for &(rows, cols, batch) in &SHAPES {
+            let wf = random_vec(&mut rng, rows * cols, 2.0);
+            let x = random_vec(&mut rng, batch * cols, 3.0);
+            let data = quantize_matrix(qt, &wf, rows, cols);
+            let w = MatRef::new(qt, rows, cols, &data).unwrap();
+            let mut out = vec![f32::NAN; batch * rows];
+            k.matmul(w, &x, batch, &mut out, &Inline);
+            let (want, mag) = reference(w, &x, batch);
+            for i in 0..out.len() {
+                let tol = 1e-5 * mag[i] + 1e-6;
+                assert!(
+                    (out[i] as f64 - want[i]).abs() <= tol,
+                    "{qt:?} {rows}x{cols} b{batch} [{i}]: {} vs {}",
+                    out[i],
+                    want[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn quantised_matmul_close_to_f32_maths() {
+    // Independent of the activation quantiser: the result must be near the exact product.
+    let k = Kernels::select(&CpuFeatures::default());
+    let mut rng = Rng::new(2);
+    let (rows, cols, batch) = (16, 256, 2);
+    let wf = random_vec(&mut rng, rows * cols, 1.0);
+    let x = random_vec(&mut rng, batch * cols, 1.0);
+    for (qt, rel) in [
+        (QuantType::Q8_0, 0.02),
+        (QuantType::Q4_0, 0.15),
+        (QuantType::Q4_1, 0.15),
+    ] {
+        let data = quantize_matrix(qt, &wf, rows, cols);
+        let mut out = vec![0.0; batch * rows];
+        k.matmul(
+            MatRef::new(qt, rows, cols, &data).unwrap(),
+            &x,
+            batch,
+            &mut out,
+            &Inline,
+        );
+        let mut err = 0.0f64;
+        let mut norm = 0.0f64;
+        for b in 0..batch {
+            for r in 0..rows {
+                let exact: f64 = (0..cols)
+                    .map(|c| wf[r * cols + c] as f64 * x[b * cols + c] as f64)
+                    .sum();
+                err += (out[b * rows + r] as f64 - exact).powi(2);
+                norm += exact * exact;
+            }
+        }
+        assert!(
+            (err / norm).sqrt() < rel,
+            "{qt:?}: relative rms error {}",
+            (err / norm).sqrt()
+        );
+    }
+}
+
+#[test]
+fn f32_is_sequential_sum_bit_exact() {
+    let k = Kernels::select(&CpuFeatures::default());
+    let mut rng = Rng::new(3);
+    let (rows, cols, batch) = (11, 172, 3);
+    let wf = random_vec(&mut rng, rows * cols, 1.0);
+    let x = random_vec(&mut rng, batch * cols, 1.0);
+    let data = quantize_matrix(QuantType::F32, &wf, rows, cols);
+    let mut out = vec![0.0; batch * rows];
+    k.matmul(
+        MatRef::new(QuantType::F32, rows, cols, &data).unwrap(),
+        &x,
+        batch,
+        &mut out,
+        &Threads(2),
+    );
+    for b in 0..batch {
+        for r in 0..rows {
+            let mut val = 0.0f32;
+            for c in 0..cols {
+                val += wf[r * cols + c] * x[b * cols + c];
+            }
+            assert_eq!(out[b * rows + r].to_bits(), val.to_bits());
+        }
+    }
+}
+
+#[test]
+fn threads_give_same_result_as_inline() {
+    let k = Kernels::select(&CpuFeatures::default());
+    let mut rng = Rng::new(4);
+    for workers in [2, 3, 8] {
+        for &(rows, cols, batch) in &SHAPES {
+            let wf = random_vec(&mut rng, rows * cols, 1.0);
+            let x = random_vec(&mut rng, batch * cols, 1.0);
+            let data = quantize_matrix(QuantType::Q4_1, &wf, rows, cols);
+            let w = MatRef::new(QuantType::Q4_1, rows, cols, &data).unwrap();
+            let mut a = vec![0.0; batch * rows];
+            let mut b = vec![1.0; batch * rows];
+            k.matmul(w, &x, batch, &mut a, &Inline);
+            k.matmul(w, &x, batch, &mut b, &Threads(workers));
+            assert_eq!(a, b);
+        }
+    }
+}
+
+#[test]
+fn matref_rejects_bad_sizes() {
+    let data = [0u8; 40];
+    assert!(MatRef::new(QuantType::Q8_0, 1, 32, &data[..34]).is_ok());
+    assert!(MatRef::new(QuantType::Q8_0, 1, 33, &data).is_err());
+    assert!(MatRef::new(QuantType::Q4_0, 2, 32, &data[..35]).is_err());
+    assert!(MatRef::new(QuantType::F32, usize::MAX, 8, &data).is_err());
+}
+
+#[test]
+fn selection_follows_features() {
+    assert_eq!(
+        Kernels::select(&CpuFeatures::default()).variant(),
+        KernelVariant::Scalar
+    );
+    for v in KernelVariant::ALL {
+        let k = Kernels::with_variant(v, &CpuFeatures::default());
+        assert_eq!(k.is_some(), v == KernelVariant::Scalar, "{v:?}");
+    }
+}
