@@ -51,8 +51,57 @@ impl core::fmt::Display for ForwardError {
     }
 }
 
+/// Sums of squares of every matmul input, per input column, over all tokens seen: the
+/// importance weights the converter's quantiser uses (llama.cpp calls this an imatrix).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivationStats {
+    pub tokens: usize,
+    pub layers: Vec<LayerStats>,
+    /// Input of the classifier (final-normed hidden state).
+    pub classifier_in: Vec<f32>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerStats {
+    /// Input of wq, wk, wv.
+    pub attn_in: Vec<f32>,
+    /// Input of wo.
+    pub wo_in: Vec<f32>,
+    /// Input of w1, w3.
+    pub ffn_in: Vec<f32>,
+    /// Input of w2.
+    pub w2_in: Vec<f32>,
+}
+
+impl ActivationStats {
+    pub fn new(c: &Config) -> Self {
+        let layer = LayerStats {
+            attn_in: vec![0.0; c.dim],
+            wo_in: vec![0.0; c.dim],
+            ffn_in: vec![0.0; c.dim],
+            w2_in: vec![0.0; c.hidden_dim],
+        };
+        ActivationStats {
+            tokens: 0,
+            layers: vec![layer; c.n_layers],
+            classifier_in: vec![0.0; c.dim],
+        }
+    }
+}
+
+/// Adds the squares of each row of `x` (rows of `acc.len()` values) into `acc`.
+fn accumulate_squares(acc: &mut [f32], x: &[f32], rows: usize) {
+    for row in x.chunks_exact(acc.len()).take(rows) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v * v;
+        }
+    }
+}
+
 /// Activations and KV cache for one sequence.
 pub struct State {
+    /// When set, `forward` accumulates matmul input statistics here (calibration).
+    pub stats: Option<ActivationStats>,
     /// Most tokens processed by one batched step (longer runs are chunked).
     batch: usize,
     /// KV cache length in positions.
@@ -83,6 +132,7 @@ impl State {
         let batch = batch.max(1);
         let kv = c.kv_dim();
         State {
+            stats: None,
             batch,
             max_seq,
             x: vec![0.0; batch * c.dim],
@@ -247,6 +297,9 @@ fn forward_chunk(
             let r = b * dim..(b + 1) * dim;
             rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.attention_norm, eps);
         }
+        if let Some(st) = s.stats.as_mut() {
+            accumulate_squares(&mut st.layers[l].attn_in, &s.xb, n);
+        }
         matmul(kernels, exec, &lw.wq, &s.xb, n, &mut s.q);
         matmul(kernels, exec, &lw.wk, &s.xb, n, &mut s.k);
         matmul(kernels, exec, &lw.wv, &s.xb, n, &mut s.v);
@@ -299,6 +352,9 @@ fn forward_chunk(
                 }
             }
         }
+        if let Some(st) = s.stats.as_mut() {
+            accumulate_squares(&mut st.layers[l].wo_in, &s.xb, n);
+        }
         matmul(kernels, exec, &lw.wo, &s.xb, n, &mut s.xb2);
         for i in 0..n * dim {
             s.x[i] += s.xb2[i];
@@ -309,6 +365,9 @@ fn forward_chunk(
             let r = b * dim..(b + 1) * dim;
             rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.ffn_norm, eps);
         }
+        if let Some(st) = s.stats.as_mut() {
+            accumulate_squares(&mut st.layers[l].ffn_in, &s.xb, n);
+        }
         matmul(kernels, exec, &lw.w1, &s.xb, n, &mut s.hb);
         matmul(kernels, exec, &lw.w3, &s.xb, n, &mut s.hb2);
         for i in 0..n * hidden {
@@ -316,6 +375,9 @@ fn forward_chunk(
             val *= 1.0 / (1.0 + libm::expf(-val));
             val *= s.hb2[i];
             s.hb[i] = val;
+        }
+        if let Some(st) = s.stats.as_mut() {
+            accumulate_squares(&mut st.layers[l].w2_in, &s.hb, n);
         }
         matmul(kernels, exec, &lw.w2, &s.hb, n, &mut s.xb);
         for i in 0..n * dim {
@@ -327,5 +389,9 @@ fn forward_chunk(
         let r = b * dim..(b + 1) * dim;
         s.xb[r.clone()].copy_from_slice(&s.x[r.clone()]);
         rmsnorm(&mut s.x[r.clone()], &s.xb[r], &w.norm, eps);
+    }
+    if let Some(st) = s.stats.as_mut() {
+        accumulate_squares(&mut st.classifier_in, &s.x, n);
+        st.tokens += n;
     }
 }

@@ -1,10 +1,13 @@
 //! mk-models: converters from llama2.c / GGUF / Hugging Face safetensors to the microkernelia
 //! model file (docs/MODEL_FORMAT.md), plus helpers for the `mk-models` CLI and tests.
 
+pub mod eval;
 pub mod gguf;
 pub mod hf;
 pub mod host;
 pub mod llama2c;
+pub mod quantize;
+pub mod requantize;
 
 use inference::quant::QuantType;
 
