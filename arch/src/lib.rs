@@ -21,3 +21,4 @@
 //! - `mm::map_mmio(phys, len)`, DMA-able frames from the frame allocator
 //! - `power::exit(code) -> !`
 #![cfg_attr(not(test), no_std)]
+pub mod fdt;
