@@ -22,3 +22,9 @@
 //! - `power::exit(code) -> !`
 #![cfg_attr(not(test), no_std)]
 pub mod fdt;
+
+// aarch64 (added on branch boot-arm)
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod aarch64;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use self::aarch64::{console, cpu, mm, power, task, time, trap};
