@@ -78,9 +78,10 @@ primary_entry:
     str     x3, [x2]
     ldr     x3, ={ram_block}        // 1-4 GiB: Normal WB, inner shareable
     str     x3, [x2, #8]
-    add     x3, x3, #(1 << 30)
+    mov     x4, #(1 << 30)
+    add     x3, x3, x4
     str     x3, [x2, #16]
-    add     x3, x3, #(1 << 30)
+    add     x3, x3, x4
     str     x3, [x2, #24]
 
     ldr     x3, ={mair}
@@ -217,6 +218,10 @@ fn fill_boot_info(info: &mut BootInfo, fdt: &Fdt<'_>, dtb: u64) {
 
 fn push(info: &mut BootInfo, start: u64, end: u64, kind: MemoryKind) {
     if end > start {
-        info.memory.push(MemoryRegion { start, len: end - start, kind });
+        info.memory.push(MemoryRegion {
+            start,
+            len: end - start,
+            kind,
+        });
     }
 }

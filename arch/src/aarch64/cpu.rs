@@ -117,15 +117,19 @@ pub fn simd_selftest() -> Result<(), &'static str> {
         );
         vaddvq_f32(acc)
     };
-    if neon != scalar || scalar != 34.0 {
+    if neon != scalar || scalar != 31.5 {
         return Err("NEON f32 dot product mismatch");
     }
     if features().dotprod {
-        let x: [i8; 16] = [1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12, 13, -14, 15, -16];
+        let x: [i8; 16] = [
+            1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12, 13, -14, 15, -16,
+        ];
         let y: [i8; 16] = [127, 127, -128, 3, 2, 1, 0, -1, 5, 5, 5, 5, -7, 7, -7, 7];
         let mut want = [0i32; 4];
         for (i, w) in want.iter_mut().enumerate() {
-            *w = (0..4).map(|k| x[4 * i + k] as i32 * y[4 * i + k] as i32).sum();
+            *w = (0..4)
+                .map(|k| x[4 * i + k] as i32 * y[4 * i + k] as i32)
+                .sum();
         }
         let mut got = [0i32; 4];
         // SAFETY: FEAT_DotProd is implemented (ID_AA64ISAR0_EL1.DP). SDOT is
@@ -148,4 +152,3 @@ pub fn simd_selftest() -> Result<(), &'static str> {
     }
     Ok(())
 }
-

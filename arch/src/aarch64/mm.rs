@@ -118,8 +118,8 @@ extern "C" {
 
 macro_rules! sym_addr {
     ($s:ident) => {
-        // SAFETY: linker-script symbol; only its address is used.
-        unsafe { core::ptr::addr_of!($s) as u64 }
+        // Linker-script symbol: only its address is used.
+        core::ptr::addr_of!($s) as u64
     };
 }
 
@@ -261,10 +261,18 @@ impl Mm {
                 let n = self.new_table().ok_or(MapError::OutOfMemory)?;
                 let child = l + 1;
                 let step = 1u64 << level_shift(child);
-                let ty = if child == 3 { VALID | TABLE_OR_PAGE } else { VALID };
+                let ty = if child == 3 {
+                    VALID | TABLE_OR_PAGE
+                } else {
+                    VALID
+                };
                 for i in 0..512u64 {
                     let out = (d & ADDR_MASK) + i * step;
-                    unsafe { table(n).add(i as usize).write_volatile(out | (d & ATTR_MASK) | ty) };
+                    unsafe {
+                        table(n)
+                            .add(i as usize)
+                            .write_volatile(out | (d & ATTR_MASK) | ty)
+                    };
                 }
                 unsafe { e.write_volatile(n | VALID | TABLE_OR_PAGE) };
                 self.flush_tlb();
@@ -322,12 +330,22 @@ impl Mm {
     fn flush_tlb(&self) {
         if self.live {
             // SAFETY: TLB maintenance only.
-            unsafe { asm!("dsb ishst", "tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
+            unsafe {
+                asm!(
+                    "dsb ishst",
+                    "tlbi vmalle1",
+                    "dsb nsh",
+                    "isb",
+                    options(nostack)
+                )
+            };
         }
     }
 
     fn overlaps_ram(&self, start: u64, end: u64) -> bool {
-        self.ram[..self.ram_len].iter().any(|&(s, e)| start < e && s < end)
+        self.ram[..self.ram_len]
+            .iter()
+            .any(|&(s, e)| start < e && s < end)
     }
 }
 
@@ -351,20 +369,29 @@ pub fn alloc_frames(pages: u64, align: u64) -> Option<u64> {
     MM.lock().frames.alloc(pages, align)
 }
 
-pub fn free_frames(addr: u64, pages: u64) {
-    let _ = MM.lock().frames.free(addr, pages);
+/// Return frames; a double free or a misaligned range is refused.
+pub fn free_frames(addr: u64, pages: u64) -> Result<(), crate::frame_alloc::FrameError> {
+    MM.lock().frames.free(addr, pages)
 }
 
 pub fn free_bytes() -> u64 {
     MM.lock().frames.free_bytes()
 }
 
-/// A stack of `pages` usable pages with an unmapped guard page below it.
+/// Size of the largest free run of frames, in bytes.
+pub fn largest_free_bytes() -> u64 {
+    MM.lock().frames.largest_range().map_or(0, |(s, e)| e - s)
+}
+
+/// A stack of `pages` pages in total: the lowest one is an unmapped guard.
 pub fn alloc_stack(pages: u64) -> Option<Stack> {
+    if pages < 2 {
+        return None;
+    }
     let mut mm = MM.lock();
-    let base = mm.frames.alloc(pages + 1, PAGE_SIZE)?;
+    let base = mm.frames.alloc(pages, PAGE_SIZE)?;
     if mm.unmap_page(base).is_err() {
-        let _ = mm.frames.free(base, pages + 1);
+        let _ = mm.frames.free(base, pages);
         return None;
     }
     drop(mm);
@@ -374,7 +401,24 @@ pub fn alloc_stack(pages: u64) -> Option<Stack> {
         g.0[n] = base;
         g.1 += 1;
     }
-    Some(Stack::with_guard(base, pages + 1))
+    Some(Stack::with_guard(base, pages))
+}
+
+/// Give back a stack from [`alloc_stack`]: its guard page is mapped again.
+pub fn free_stack(stack: Stack) {
+    let Some(guard) = stack.guard else { return };
+    {
+        let mut g = GUARDS.lock();
+        let n = g.1;
+        if let Some(i) = g.0[..n].iter().position(|&a| a == guard) {
+            g.0[i] = g.0[n - 1];
+            g.1 -= 1;
+        }
+    }
+    let mut mm = MM.lock();
+    if mm.map(guard, guard + PAGE_SIZE, DATA, false).is_ok() {
+        let _ = mm.frames.free(guard, (stack.top - guard) / PAGE_SIZE);
+    }
 }
 
 /// Whether `addr` lies in a stack guard page (lock-free for the trap handler:

@@ -46,8 +46,8 @@ extern "C" {
 
 /// Address of the probe's HLT, for the trap handler.
 pub(super) fn probe_address() -> u64 {
-    // SAFETY: only the symbol's address is taken.
-    unsafe { core::ptr::addr_of!(mk_semihosting_probe_hlt) as u64 }
+    // Only the symbol's address is taken.
+    core::ptr::addr_of!(mk_semihosting_probe_hlt) as u64
 }
 
 /// Probe for semihosting; needs the exception vectors installed.
@@ -83,7 +83,9 @@ pub fn exit(code: u8) -> ! {
         }
     }
     if code != 0 {
-        super::console::write_bytes(b"power: no semihosting, exit code is lost (PSCI SYSTEM_OFF exits 0)\n");
+        super::console::write_bytes(
+            b"power: no semihosting, exit code is lost (PSCI SYSTEM_OFF exits 0)\n",
+        );
     }
     // SAFETY: PSCI SYSTEM_OFF does not return on success.
     unsafe {

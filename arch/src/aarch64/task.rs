@@ -6,7 +6,7 @@ use core::arch::global_asm;
 
 /// Saved callee-saved state of a task that is not running.
 #[repr(C)]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Context {
     x19_x28: [u64; 10],
     fp: u64,
@@ -65,12 +65,24 @@ extern "C" {
 }
 
 impl Context {
+    /// A context to save into (the boot context before its first switch).
+    pub const fn empty() -> Self {
+        Context {
+            x19_x28: [0; 10],
+            fp: 0,
+            lr: 0,
+            sp: 0,
+            d8_d15: [0; 8],
+            _pad: 0,
+        }
+    }
+
     /// A context that starts `entry(arg)` on a stack whose top is `stack_top`.
     pub fn new(stack_top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> Self {
-        let mut c = Context::default();
-        c.x19_x28[0] = entry as usize as u64;
+        let mut c = Context::empty();
+        c.x19_x28[0] = entry as *const () as u64;
         c.x19_x28[1] = arg as u64;
-        c.lr = mk_task_trampoline as usize as u64;
+        c.lr = mk_task_trampoline as *const () as u64;
         c.sp = stack_top & !15; // AAPCS64: SP 16-byte aligned
         c
     }

@@ -174,7 +174,12 @@ fn fault_status(fsc: u64) -> &'static str {
 }
 
 const KIND_NAMES: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
-const ORIGIN_NAMES: [&str; 4] = ["EL1 on SP_EL0", "EL1 on SP_EL1 (in handler)", "EL0 AArch64", "EL0 AArch32"];
+const ORIGIN_NAMES: [&str; 4] = [
+    "EL1 on SP_EL0",
+    "EL1 on SP_EL1 (in handler)",
+    "EL0 AArch64",
+    "EL0 AArch32",
+];
 
 static IN_REPORT: AtomicBool = AtomicBool::new(false);
 
@@ -201,7 +206,11 @@ fn report(f: &TrapFrame, kind: u64) {
     let iss = f.esr & 0x1ff_ffff;
     let kind_name = KIND_NAMES[(kind & 3) as usize];
     let origin = ORIGIN_NAMES[((kind >> 2) & 3) as usize];
-    let _ = write!(w, "\nEXCEPTION: {} ({kind_name}, from {origin}, EC {ec:#04x})", class_name(ec));
+    let _ = write!(
+        w,
+        "\nEXCEPTION: {} ({kind_name}, from {origin}, EC {ec:#04x})",
+        class_name(ec)
+    );
     let is_abort = matches!(ec, 0x20 | 0x21 | 0x24 | 0x25);
     let far_valid = is_abort && iss & (1 << 10) == 0; // FnV
     if is_abort {
@@ -211,7 +220,11 @@ fn report(f: &TrapFrame, kind: u64) {
             let _ = write!(w, " at level {}", fsc & 3);
         }
         if ec == 0x24 || ec == 0x25 {
-            let _ = write!(w, ", {}", if iss & (1 << 6) != 0 { "write" } else { "read" });
+            let _ = write!(
+                w,
+                ", {}",
+                if iss & (1 << 6) != 0 { "write" } else { "read" }
+            );
         } else {
             let _ = write!(w, ", instruction fetch");
         }
@@ -222,7 +235,11 @@ fn report(f: &TrapFrame, kind: u64) {
         "  ESR {:#010x}  FAR {:#018x}{}  ELR {:#018x}  SPSR {:#010x}",
         f.esr,
         f.far,
-        if far_valid || !is_abort { "" } else { " (not valid)" },
+        if far_valid || !is_abort {
+            ""
+        } else {
+            " (not valid)"
+        },
         f.elr,
         f.spsr
     );
@@ -276,8 +293,10 @@ fn backtrace(w: &mut Writer, f: &TrapFrame) {
     let _ = writeln!(w, "    #0 {:#018x}", f.elr);
     let _ = writeln!(w, "    #1 {:#018x} (lr)", f.x[30]);
     let mut fp = f.x[29];
-    for depth in 2..32 {
-        if fp == 0 || fp % 16 != 0 || !super::mm::is_readable(fp) || !super::mm::is_readable(fp + 8) {
+    let (mut last, mut repeats) = (0u64, 0u32);
+    for depth in 2..64 {
+        if fp == 0 || fp % 16 != 0 || !super::mm::is_readable(fp) || !super::mm::is_readable(fp + 8)
+        {
             break;
         }
         // SAFETY: both words are mapped (checked just above).
@@ -285,10 +304,22 @@ fn backtrace(w: &mut Writer, f: &TrapFrame) {
         if ret == 0 {
             break;
         }
-        let _ = writeln!(w, "    #{depth} {:#018x}", ret);
+        // Deep recursion (the stack-overflow case) prints one line per return address.
+        if ret == last {
+            repeats += 1;
+        } else {
+            if repeats > 0 {
+                let _ = writeln!(w, "       ... same frame {repeats} more times");
+            }
+            let _ = writeln!(w, "    #{depth} {:#018x}", ret);
+            (last, repeats) = (ret, 0);
+        }
         if next <= fp {
             break; // the stack grows down: callers' frames are higher
         }
         fp = next;
+    }
+    if repeats > 0 {
+        let _ = writeln!(w, "       ... same frame {repeats} more times");
     }
 }
