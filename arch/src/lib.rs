@@ -51,6 +51,7 @@ pub mod cmdline;
 pub mod cpu_features;
 pub mod fdt;
 pub mod frame_alloc;
+pub mod id_aa64;
 pub mod log_ring;
 pub mod pvh;
 pub mod spin;

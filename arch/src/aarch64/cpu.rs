@@ -21,27 +21,8 @@ macro_rules! read_sysreg {
     }};
 }
 
-fn field(reg: u64, lsb: u32) -> u64 {
-    (reg >> lsb) & 0xf
-}
-
-/// Feature fields (ID_AA64PFR0_EL1, ID_AA64ISAR0_EL1, ID_AA64ISAR1_EL1).
-pub fn decode(pfr0: u64, isar0: u64, isar1: u64) -> CpuFeatures {
-    let fp = field(pfr0, 16); // 0: FP, 1: FP + half precision, 0xf: none
-    let simd = field(pfr0, 20); // same encoding for Advanced SIMD
-    CpuFeatures {
-        neon: simd != 0xf,
-        fp16: fp == 1 && simd == 1,
-        sve: field(pfr0, 32) != 0,
-        dotprod: field(isar0, 44) >= 1,
-        i8mm: field(isar1, 52) >= 1,
-        bf16: field(isar1, 44) >= 1,
-        ..CpuFeatures::default()
-    }
-}
-
 pub(super) fn init() {
-    let f = decode(
+    let f = crate::id_aa64::decode(
         read_sysreg!("id_aa64pfr0_el1"),
         read_sysreg!("id_aa64isar0_el1"),
         read_sysreg!("id_aa64isar1_el1"),
