@@ -50,6 +50,7 @@ pub mod bootinfo;
 pub mod cmdline;
 pub mod cpu_features;
 pub mod fdt;
+pub mod fdt_bootinfo;
 pub mod frame_alloc;
 pub mod id_aa64;
 pub mod log_ring;

@@ -20,7 +20,7 @@
 
 use core::arch::global_asm;
 
-use crate::bootinfo::{BootInfo, MemoryKind, MemoryRegion};
+use crate::bootinfo::BootInfo;
 use crate::fdt::Fdt;
 
 global_asm!(
@@ -177,51 +177,10 @@ unsafe extern "C" fn rust_entry(dtb: u64, boot_ticks: u64) -> ! {
     unsafe { kernel_main(info) }
 }
 
-/// Memory map, command line and image extent from the FDT. RAM holding the
-/// DTB (and any /memreserve/ entry) is cut out of the usable regions and
-/// listed as reserved, so nothing allocates over it.
+/// The kernel image's extent, then the FDT's memory map and command line.
 fn fill_boot_info(info: &mut BootInfo, fdt: &Fdt<'_>, dtb: u64) {
-    info.fdt = Some(dtb);
-    info.set_cmdline(fdt.bootargs().unwrap_or("").as_bytes());
     let (start, end) = super::mm::image_extent();
     info.kernel_start = start;
     info.kernel_end = end;
-
-    let dtb_end = dtb + fdt.total_size() as u64;
-    let mut holes = [(0u64, 0u64); 9];
-    holes[0] = (dtb, dtb_end);
-    let mut n = 1;
-    for r in fdt.reserved() {
-        if n < holes.len() {
-            holes[n] = (r.0, r.0.saturating_add(r.1));
-            n += 1;
-        }
-    }
-    let holes = &mut holes[..n];
-    holes.sort_unstable();
-    for ram in fdt.memory_regions() {
-        let ram_end = ram.address.saturating_add(ram.size);
-        let mut cur = ram.address;
-        for &(hs, he) in holes.iter() {
-            if he <= cur || hs >= ram_end {
-                continue;
-            }
-            let hs = hs.max(cur);
-            let he = he.min(ram_end);
-            push(info, cur, hs, MemoryKind::Usable);
-            push(info, hs, he, MemoryKind::Reserved);
-            cur = he;
-        }
-        push(info, cur, ram_end, MemoryKind::Usable);
-    }
-}
-
-fn push(info: &mut BootInfo, start: u64, end: u64, kind: MemoryKind) {
-    if end > start {
-        info.memory.push(MemoryRegion {
-            start,
-            len: end - start,
-            kind,
-        });
-    }
+    crate::fdt_bootinfo::fill_from_fdt(info, fdt, dtb);
 }
