@@ -116,7 +116,7 @@ mod tests {
         // Append one /memreserve/ entry: rebuild the blob with the reservation
         // map moved to the end (offsets are free to point anywhere).
         let mut b = MAX_256M.to_vec();
-        while b.len() % 8 != 0 {
+        while !b.len().is_multiple_of(8) {
             b.push(0);
         }
         let rsv = b.len() as u32;
