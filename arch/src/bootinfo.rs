@@ -29,7 +29,11 @@ pub struct MemoryRegion {
 }
 
 impl MemoryRegion {
-    pub const EMPTY: Self = Self { start: 0, len: 0, kind: MemoryKind::Reserved };
+    pub const EMPTY: Self = Self {
+        start: 0,
+        len: 0,
+        kind: MemoryKind::Reserved,
+    };
 
     pub fn end(&self) -> u64 {
         self.start.saturating_add(self.len)
@@ -46,7 +50,11 @@ pub struct MemoryMap {
 
 impl MemoryMap {
     pub const fn new() -> Self {
-        Self { regions: [MemoryRegion::EMPTY; MAX_MEMORY_REGIONS], len: 0, dropped: 0 }
+        Self {
+            regions: [MemoryRegion::EMPTY; MAX_MEMORY_REGIONS],
+            len: 0,
+            dropped: 0,
+        }
     }
 
     pub fn push(&mut self, region: MemoryRegion) {
@@ -66,7 +74,9 @@ impl MemoryMap {
     }
 
     pub fn usable(&self) -> impl Iterator<Item = &MemoryRegion> {
-        self.regions().iter().filter(|r| r.kind == MemoryKind::Usable)
+        self.regions()
+            .iter()
+            .filter(|r| r.kind == MemoryKind::Usable)
     }
 
     /// Total bytes of usable RAM.
@@ -145,10 +155,26 @@ mod tests {
     #[test]
     fn memory_map_sums_usable_only() {
         let mut m = MemoryMap::new();
-        m.push(MemoryRegion { start: 0, len: 0x9fc00, kind: MemoryKind::Usable });
-        m.push(MemoryRegion { start: 0xf0000, len: 0x10000, kind: MemoryKind::Reserved });
-        m.push(MemoryRegion { start: 0x100000, len: 0xff00000, kind: MemoryKind::Usable });
-        m.push(MemoryRegion { start: 0x200000, len: 0, kind: MemoryKind::Usable });
+        m.push(MemoryRegion {
+            start: 0,
+            len: 0x9fc00,
+            kind: MemoryKind::Usable,
+        });
+        m.push(MemoryRegion {
+            start: 0xf0000,
+            len: 0x10000,
+            kind: MemoryKind::Reserved,
+        });
+        m.push(MemoryRegion {
+            start: 0x100000,
+            len: 0xff00000,
+            kind: MemoryKind::Usable,
+        });
+        m.push(MemoryRegion {
+            start: 0x200000,
+            len: 0,
+            kind: MemoryKind::Usable,
+        });
         assert_eq!(m.regions().len(), 3);
         assert_eq!(m.usable_bytes(), 0x9fc00 + 0xff00000);
         assert_eq!(m.usable_end(), 0x10000000);
@@ -158,7 +184,11 @@ mod tests {
     fn memory_map_counts_overflow() {
         let mut m = MemoryMap::new();
         for i in 0..(MAX_MEMORY_REGIONS as u64 + 3) {
-            m.push(MemoryRegion { start: i * 0x1000, len: 0x1000, kind: MemoryKind::Usable });
+            m.push(MemoryRegion {
+                start: i * 0x1000,
+                len: 0x1000,
+                kind: MemoryKind::Usable,
+            });
         }
         assert_eq!(m.regions().len(), MAX_MEMORY_REGIONS);
         assert_eq!(m.dropped, 3);

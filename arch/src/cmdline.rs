@@ -30,7 +30,10 @@ impl<'a> Cmdline<'a> {
 
     /// Value of the last `key=value` for `key` (a bare `key` gives `Some("")`).
     pub fn get(&self, key: &str) -> Option<&'a str> {
-        self.iter().filter(|a| a.key == key).last().map(|a| a.value.unwrap_or(""))
+        self.iter()
+            .filter(|a| a.key == key)
+            .last()
+            .map(|a| a.value.unwrap_or(""))
     }
 
     /// True if `key` appears, bare or with a value.
@@ -80,10 +83,19 @@ impl<'a> Iterator for Args<'a> {
         self.rest = &s[end..];
         Some(match token.split_once('=') {
             Some((k, v)) => {
-                let v = v.strip_prefix('"').map(|v| v.strip_suffix('"').unwrap_or(v)).unwrap_or(v);
-                Arg { key: k, value: Some(v) }
+                let v = v
+                    .strip_prefix('"')
+                    .map(|v| v.strip_suffix('"').unwrap_or(v))
+                    .unwrap_or(v);
+                Arg {
+                    key: k,
+                    value: Some(v),
+                }
             }
-            None => Arg { key: token, value: None },
+            None => Arg {
+                key: token,
+                value: None,
+            },
         })
     }
 }
@@ -128,7 +140,19 @@ mod tests {
         assert_eq!(Cmdline::new("   \t ").iter().count(), 0);
         let c = Cmdline::new("=x ==");
         let v: Vec<_> = c.iter().collect();
-        assert_eq!(v[0], Arg { key: "", value: Some("x") });
-        assert_eq!(v[1], Arg { key: "", value: Some("=") });
+        assert_eq!(
+            v[0],
+            Arg {
+                key: "",
+                value: Some("x")
+            }
+        );
+        assert_eq!(
+            v[1],
+            Arg {
+                key: "",
+                value: Some("=")
+            }
+        );
     }
 }

@@ -72,7 +72,12 @@ mod tests {
 
     #[test]
     fn names_only_present_features() {
-        let f = CpuFeatures { sse2: true, avx2: true, dotprod: true, ..Default::default() };
+        let f = CpuFeatures {
+            sse2: true,
+            avx2: true,
+            dotprod: true,
+            ..Default::default()
+        };
         let v: Vec<_> = f.simd_names().collect();
         assert_eq!(v, ["sse2", "avx2", "dotprod"]);
     }

@@ -41,15 +41,15 @@ pub const fn align_down(x: u64, a: u64) -> u64 {
 
 impl FrameAllocator {
     pub const fn new() -> Self {
-        Self { free: [Range { start: 0, end: 0 }; MAX_FREE_RANGES], len: 0 }
+        Self {
+            free: [Range { start: 0, end: 0 }; MAX_FREE_RANGES],
+            len: 0,
+        }
     }
 
     /// Build from the usable regions of a memory map, minus `reserved` ranges
     /// (kernel image, boot structures, firmware tables). Page 0 is never handed out.
-    pub fn from_memory_map(
-        map: &crate::bootinfo::MemoryMap,
-        reserved: &[(u64, u64)],
-    ) -> Self {
+    pub fn from_memory_map(map: &crate::bootinfo::MemoryMap, reserved: &[(u64, u64)]) -> Self {
         let mut fa = Self::new();
         for r in map.usable() {
             let _ = fa.add_free(r.start, r.end());
@@ -90,7 +90,13 @@ impl FrameAllocator {
                         return Err(FrameError::TooFragmented);
                     }
                     self.free[i].end = s;
-                    self.insert_at(i + 1, Range { start: e, end: r.end });
+                    self.insert_at(
+                        i + 1,
+                        Range {
+                            start: e,
+                            end: r.end,
+                        },
+                    );
                     return Ok(());
                 }
                 (true, false) => {
@@ -118,7 +124,9 @@ impl FrameAllocator {
         for i in 0..self.len {
             let r = self.free[i];
             let start = align_up(r.start, align);
-            let Some(end) = start.checked_add(size) else { continue };
+            let Some(end) = start.checked_add(size) else {
+                continue;
+            };
             if start < r.start || end > r.end {
                 continue;
             }
@@ -134,7 +142,13 @@ impl FrameAllocator {
                     continue;
                 }
                 self.free[i].end = start;
-                self.insert_at(i + 1, Range { start: end, end: r.end });
+                self.insert_at(
+                    i + 1,
+                    Range {
+                        start: end,
+                        end: r.end,
+                    },
+                );
             }
             return Some(start);
         }
@@ -151,7 +165,9 @@ impl FrameAllocator {
         if addr % PAGE_SIZE != 0 || pages == 0 {
             return Err(FrameError::Unaligned);
         }
-        let end = pages.checked_mul(PAGE_SIZE).and_then(|s| addr.checked_add(s));
+        let end = pages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|s| addr.checked_add(s));
         let end = end.ok_or(FrameError::Unaligned)?;
         self.insert(Range { start: addr, end })
     }
@@ -220,10 +236,26 @@ mod tests {
 
     fn q35_map() -> MemoryMap {
         let mut m = MemoryMap::new();
-        m.push(MemoryRegion { start: 0, len: 0x9fc00, kind: MemoryKind::Usable });
-        m.push(MemoryRegion { start: 0x9fc00, len: 0x400, kind: MemoryKind::Reserved });
-        m.push(MemoryRegion { start: 0xf0000, len: 0x10000, kind: MemoryKind::Reserved });
-        m.push(MemoryRegion { start: 0x100000, len: 0x7ee0000, kind: MemoryKind::Usable });
+        m.push(MemoryRegion {
+            start: 0,
+            len: 0x9fc00,
+            kind: MemoryKind::Usable,
+        });
+        m.push(MemoryRegion {
+            start: 0x9fc00,
+            len: 0x400,
+            kind: MemoryKind::Reserved,
+        });
+        m.push(MemoryRegion {
+            start: 0xf0000,
+            len: 0x10000,
+            kind: MemoryKind::Reserved,
+        });
+        m.push(MemoryRegion {
+            start: 0x100000,
+            len: 0x7ee0000,
+            kind: MemoryKind::Usable,
+        });
         m
     }
 

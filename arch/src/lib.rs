@@ -29,8 +29,8 @@
 //!   `cpu::RET_INSTRUCTION: &[u8]` (a "return" opcode, for the exec-from-data
 //!   self-test), `cpu::read_u64(addr)` (a raw load through asm, for the
 //!   null-read self-test: no Rust-level null dereference),
-//!   `cpu::simd_selftest() -> Result<(), &'static str>` (the widest SIMD unit
-//!   present computes a known dot product).
+//!   `cpu::simd_selftest() -> Result<&'static str, &'static str>` (every SIMD
+//!   unit present computes a known dot product; `Ok` names the units).
 //! - `time::frequency_hz() -> u64`, `time::calibration() -> &'static str`
 //!   (how the clock was calibrated, for the boot log).
 //! - `mm::alloc_frames(pages, align) -> Option<u64>`, `mm::free_frames(addr, pages)`,

@@ -30,7 +30,12 @@ impl<const N: usize> LogRing<N> {
     pub const MAX_LINE: usize = if N / 2 < 4096 { N / 2 } else { 4096 };
 
     pub const fn new() -> Self {
-        Self { buf: [0; N], head: 0, tail: 0, lines: 0 }
+        Self {
+            buf: [0; N],
+            head: 0,
+            tail: 0,
+            lines: 0,
+        }
     }
 
     pub fn push(&mut self, line: &[u8]) {
@@ -76,7 +81,11 @@ impl<const N: usize> LogRing<N> {
         let len = self.read_u16(pos) as usize;
         let n = len.min(out.len());
         self.read_at(pos + 2, &mut out[..n]);
-        Some(LineRead { len: n, next: pos + 2 + len as u64, skipped })
+        Some(LineRead {
+            len: n,
+            next: pos + 2 + len as u64,
+            skipped,
+        })
     }
 
     fn is_record_start(&self, cursor: u64) -> bool {

@@ -159,7 +159,14 @@ mod tests {
         assert_eq!(info.rsdp, Some(0xf5b60));
         let r = info.memory.regions();
         assert_eq!(r.len(), 4);
-        assert_eq!(r[2], MemoryRegion { start: 0x100000, len: 0x7f00000, kind: MemoryKind::Usable });
+        assert_eq!(
+            r[2],
+            MemoryRegion {
+                start: 0x100000,
+                len: 0x7f00000,
+                kind: MemoryKind::Usable
+            }
+        );
         assert_eq!(r[3].kind, MemoryKind::Reserved);
         assert_eq!(info.memory.usable_bytes(), 0x9fc00 + 0x7f00000);
     }
@@ -168,14 +175,29 @@ mod tests {
     fn rejects_bad_input() {
         let mut info = BootInfo::new("x");
         let m = qemu_like(b"\0", 1, 4);
-        assert_eq!(parse(0x104, &mut m.reader(), &mut info), Err(PvhError::BadMagic(1)));
-        assert_eq!(parse(0x1ff0, &mut m.reader(), &mut info), Err(PvhError::Unreadable(0x1ff0)));
+        assert_eq!(
+            parse(0x104, &mut m.reader(), &mut info),
+            Err(PvhError::BadMagic(1))
+        );
+        assert_eq!(
+            parse(0x1ff0, &mut m.reader(), &mut info),
+            Err(PvhError::Unreadable(0x1ff0))
+        );
         let m = qemu_like(b"\0", 0, 4);
-        assert_eq!(parse(0x100, &mut m.reader(), &mut info), Err(PvhError::NoMemoryMap));
+        assert_eq!(
+            parse(0x100, &mut m.reader(), &mut info),
+            Err(PvhError::NoMemoryMap)
+        );
         let m = qemu_like(b"\0", 1, 5000);
-        assert_eq!(parse(0x100, &mut m.reader(), &mut info), Err(PvhError::TooManyEntries(5000)));
+        assert_eq!(
+            parse(0x100, &mut m.reader(), &mut info),
+            Err(PvhError::TooManyEntries(5000))
+        );
         let m = qemu_like(b"\0", 1, 400);
-        assert!(matches!(parse(0x100, &mut m.reader(), &mut info), Err(PvhError::Unreadable(_))));
+        assert!(matches!(
+            parse(0x100, &mut m.reader(), &mut info),
+            Err(PvhError::Unreadable(_))
+        ));
     }
 
     #[test]

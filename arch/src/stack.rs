@@ -32,7 +32,11 @@ pub fn canary_value(bottom: u64) -> u64 {
 impl Stack {
     /// Stack from a block of `pages` pages at `base` whose first page is the guard.
     pub fn with_guard(base: u64, pages: u64) -> Self {
-        Self { bottom: base + PAGE_SIZE, top: base + pages * PAGE_SIZE, guard: Some(base) }
+        Self {
+            bottom: base + PAGE_SIZE,
+            top: base + pages * PAGE_SIZE,
+            guard: Some(base),
+        }
     }
 
     pub fn contains(&self, addr: u64) -> bool {
@@ -40,7 +44,8 @@ impl Stack {
     }
 
     pub fn in_guard(&self, addr: u64) -> bool {
-        self.guard.is_some_and(|g| (g..g + PAGE_SIZE).contains(&addr))
+        self.guard
+            .is_some_and(|g| (g..g + PAGE_SIZE).contains(&addr))
     }
 
     /// Write the canary at the bottom of the stack.
