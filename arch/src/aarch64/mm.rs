@@ -99,9 +99,19 @@ static MM: SpinLock<Mm> = SpinLock::new(Mm {
     ram_len: 0,
 });
 
-/// Guard pages of the stacks handed out (for the fault report).
-const MAX_GUARDS: usize = 64;
-static GUARDS: SpinLock<([u64; MAX_GUARDS], usize)> = SpinLock::new(([0; MAX_GUARDS], 0));
+/// Stacks with a guard page (boot, exception, handed out), for the fault report.
+const MAX_GUARDED: usize = 64;
+static GUARDED: SpinLock<([Option<Stack>; MAX_GUARDED], usize)> =
+    SpinLock::new(([None; MAX_GUARDED], 0));
+
+fn remember_stack(s: Stack) {
+    let mut g = GUARDED.lock();
+    if g.1 < MAX_GUARDED {
+        let n = g.1;
+        g.0[n] = Some(s);
+        g.1 += 1;
+    }
+}
 
 extern "C" {
     static __image_start: u8;
@@ -213,14 +223,8 @@ pub(super) fn init(info: &BootInfo, _fdt: &Fdt<'_>) {
     }
     mm.live = true;
     drop(mm);
-    let mut g = GUARDS.lock();
-    for s in [boot, exc] {
-        if let Some(a) = s.guard {
-            let n = g.1;
-            g.0[n] = a;
-            g.1 += 1;
-        }
-    }
+    remember_stack(boot);
+    remember_stack(exc);
 }
 
 fn table(pa: u64) -> *mut u64 {
@@ -395,23 +399,23 @@ pub fn alloc_stack(pages: u64) -> Option<Stack> {
         return None;
     }
     drop(mm);
-    let mut g = GUARDS.lock();
-    if g.1 < MAX_GUARDS {
-        let n = g.1;
-        g.0[n] = base;
-        g.1 += 1;
-    }
-    Some(Stack::with_guard(base, pages))
+    let s = Stack::with_guard(base, pages);
+    remember_stack(s);
+    Some(s)
 }
 
 /// Give back a stack from [`alloc_stack`]: its guard page is mapped again.
 pub fn free_stack(stack: Stack) {
     let Some(guard) = stack.guard else { return };
     {
-        let mut g = GUARDS.lock();
+        let mut g = GUARDED.lock();
         let n = g.1;
-        if let Some(i) = g.0[..n].iter().position(|&a| a == guard) {
+        if let Some(i) = g.0[..n]
+            .iter()
+            .position(|s| s.and_then(|s| s.guard) == Some(guard))
+        {
             g.0[i] = g.0[n - 1];
+            g.0[n - 1] = None;
             g.1 -= 1;
         }
     }
@@ -421,19 +425,20 @@ pub fn free_stack(stack: Stack) {
     }
 }
 
-/// Whether `addr` lies in a stack guard page (lock-free for the trap handler:
-/// answers false if the list is being updated).
-pub fn in_stack_guard(addr: u64) -> bool {
-    let page = addr & !(PAGE_SIZE - 1);
-    match GUARDS.try_lock() {
-        Some(g) => g.0[..g.1].contains(&page),
-        None => false,
-    }
+/// The stack whose guard page holds `addr` (lock-free for the trap handler:
+/// `None` if the list is being updated right now).
+pub fn guard_page_stack(addr: u64) -> Option<Stack> {
+    let g = GUARDED.try_lock()?;
+    g.0[..g.1]
+        .iter()
+        .flatten()
+        .find(|s| s.in_guard(addr))
+        .copied()
 }
 
-/// Whether `va` is mapped and readable in the live tables (walks TTBR0; used
+/// Whether `va` is mapped (hence readable) in the live tables (walks TTBR0; used
 /// by the trap handler, so it takes no locks).
-pub fn is_readable(va: u64) -> bool {
+pub fn is_mapped(va: u64) -> bool {
     if va >= 1 << 48 {
         return false;
     }

@@ -193,7 +193,9 @@ extern "C" fn handle(frame: &mut TrapFrame, kind: u64) {
     }
     if IN_REPORT.swap(true, Ordering::Relaxed) {
         // Faulted while reporting: keep it short and stop.
-        super::console::write_bytes(b"\nEXCEPTION while printing an exception report\n");
+        super::console::write_bytes(
+            b"\n*** nested CPU exception while printing an exception report\n",
+        );
         super::power::exit(EXIT_EXCEPTION);
     }
     report(frame, kind);
@@ -208,7 +210,7 @@ fn report(f: &TrapFrame, kind: u64) {
     let origin = ORIGIN_NAMES[((kind >> 2) & 3) as usize];
     let _ = write!(
         w,
-        "\nEXCEPTION: {} ({kind_name}, from {origin}, EC {ec:#04x})",
+        "\n*** CPU exception: {} (EC {ec:#04x}, {kind_name}, from {origin})",
         class_name(ec)
     );
     let is_abort = matches!(ec, 0x20 | 0x21 | 0x24 | 0x25);
@@ -232,7 +234,7 @@ fn report(f: &TrapFrame, kind: u64) {
     let _ = writeln!(w);
     let _ = writeln!(
         w,
-        "  ESR {:#010x}  FAR {:#018x}{}  ELR {:#018x}  SPSR {:#010x}",
+        "    ESR {:#010x}  FAR {:#018x}{}  ELR {:#018x}  SPSR {:#010x}",
         f.esr,
         f.far,
         if far_valid || !is_abort {
@@ -244,7 +246,16 @@ fn report(f: &TrapFrame, kind: u64) {
         f.spsr
     );
     if is_abort && far_valid {
-        let _ = writeln!(w, "  cause: {}", cause(f, ec));
+        let _ = writeln!(w, "    cause: {}", cause(f, ec));
+        if let Some(s) = super::mm::guard_page_stack(f.far) {
+            let _ = writeln!(
+                w,
+                "    stack: {:#x}-{:#x}, guard page {:#x}",
+                s.bottom,
+                s.top,
+                s.guard.unwrap_or(0)
+            );
+        }
     }
     let sp = if (kind >> 2) & 3 == 1 {
         f as *const TrapFrame as u64 + FRAME_SIZE as u64
@@ -270,18 +281,22 @@ fn cause(f: &TrapFrame, ec: u64) -> &'static str {
     let translation = (0x04..=0x07).contains(&fsc);
     let permission = (0x0d..=0x0f).contains(&fsc);
     let write = f.esr & (1 << 6) != 0;
-    if translation && super::mm::in_stack_guard(f.far) {
+    if translation && super::mm::guard_page_stack(f.far).is_some() {
         "stack overflow: access to the guard page below a stack"
     } else if translation && f.far < super::mm::PAGE_SIZE {
-        "null pointer access: page 0 is never mapped"
+        "access to an unmapped page (null pointer)"
+    } else if translation && (ec == 0x20 || ec == 0x21) {
+        "instruction fetch from an unmapped page"
+    } else if translation && write {
+        "write to an unmapped page"
     } else if translation {
-        "access to an unmapped address"
+        "read of an unmapped page"
     } else if permission && (ec == 0x20 || ec == 0x21) {
-        "execute from non-executable memory (data pages are XN)"
+        "instruction fetch from a no-execute page"
     } else if permission && write {
-        "write to read-only memory (kernel text/rodata are read-only)"
+        "write to a read-only page"
     } else if permission {
-        "permission fault on read"
+        "protection violation on read"
     } else {
         "see fault status"
     }
@@ -295,8 +310,7 @@ fn backtrace(w: &mut Writer, f: &TrapFrame) {
     let mut fp = f.x[29];
     let (mut last, mut repeats) = (0u64, 0u32);
     for depth in 2..64 {
-        if fp == 0 || fp % 16 != 0 || !super::mm::is_readable(fp) || !super::mm::is_readable(fp + 8)
-        {
+        if fp == 0 || fp % 16 != 0 || !super::mm::is_mapped(fp) || !super::mm::is_mapped(fp + 8) {
             break;
         }
         // SAFETY: both words are mapped (checked just above).
