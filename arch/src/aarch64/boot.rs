@@ -4,7 +4,8 @@
 //! The loader jumps to the first byte of the Image at EL1 with the MMU off,
 //! x0 = physical address of the DTB, x1..x3 = 0 (Linux `booting.rst`).
 //! The asm below, before any Rust:
-//! 1. reads CNTVCT (boot-time origin) and keeps x0;
+//! 1. reads CNTVCT (boot-time origin) and keeps x0; drops from EL2 to EL1
+//!    if entered at EL2 (`-M virt,virtualization=on`);
 //! 2. enables FP/SIMD (CPACR_EL1.FPEN = 0b11): the target's Rust code uses NEON;
 //! 3. zeroes .bss;
 //! 4. builds a boot identity map of 1 GiB blocks (0–1 GiB Device-nGnRE for
@@ -49,10 +50,44 @@ primary_entry:
     mrs     x1, mpidr_el1
     and     x1, x1, #0xffffff
     cbnz    x1, 9f
-    // We need EL1; QEMU virt enters at EL1 unless virtualization=on.
+    // We run at EL1; QEMU virt enters at EL1, or at EL2 with virtualization=on.
     mrs     x1, CurrentEL
+    cmp     x1, #(2 << 2)
+    b.eq    3f
     cmp     x1, #(1 << 2)
-    b.ne    9f
+    b.ne    9f                      // EL3 (secure=on): not supported, park
+    b       4f
+3:  // EL2 -> EL1: EL1 is AArch64 (HCR_EL2.RW), counters and FP/SIMD not
+    // trapped (CNTHCTL_EL2.EL1PCTEN|EL1PCEN, CPTR_EL2 with TFP = TZ = 0),
+    // virtual counter offset 0, EL1 sees the real MIDR/MPIDR, SCTLR_EL1 in a
+    // known state (RES1 bits, MMU off), then ERET to EL1h with DAIF masked.
+    mov     x1, #(1 << 31)
+    msr     hcr_el2, x1
+    mov     x1, #3
+    msr     cnthctl_el2, x1
+    msr     cntvoff_el2, xzr
+    mov     x1, #0x32ff             // RES1 bits; TZ (bit 8) = 0: SVE not trapped
+    msr     cptr_el2, x1
+    isb
+    mrs     x1, id_aa64pfr0_el1
+    ubfx    x1, x1, #32, #4
+    cbz     x1, 5f
+    mov     x1, #0x1ff              // ZCR_EL2.LEN = max: EL1 may use full SVE width
+    msr     S3_4_C1_C2_0, x1
+5:
+    mrs     x1, midr_el1
+    msr     vpidr_el2, x1
+    mrs     x1, mpidr_el1
+    msr     vmpidr_el2, x1
+    ldr     x1, ={sctlr_el1_res1}
+    msr     sctlr_el1, x1
+    mov     x1, #0x3c5
+    msr     spsr_el2, x1
+    adr     x1, 4f
+    msr     elr_el2, x1
+    isb
+    eret
+4:
 
     // FP/SIMD on: CPACR_EL1.FPEN (bits 21:20) = 0b11.
     mov     x1, #(3 << 20)
@@ -136,6 +171,8 @@ primary_entry:
     mair = const crate::aarch64::mm::MAIR,
     tcr_boot = const crate::aarch64::mm::TCR_BOOT,
     sctlr_set = const (1u64 << 0) | (1 << 2) | (1 << 3) | (1 << 12),
+    // SCTLR_EL1 bits 11, 20, 22, 23, 28, 29 are RES1 in ARMv8.0.
+    sctlr_el1_res1 = const 0x30d0_0800u64,
 );
 
 #[repr(C, align(4096))]
