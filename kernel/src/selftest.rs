@@ -30,6 +30,7 @@ const FAULTING: &[(&str, fn())] = &[
     ("null-read", null_read),
     ("stack-overflow", stack_overflow),
     ("canary", canary),
+    ("hang", hang),
 ];
 
 pub fn run_all() -> u8 {
@@ -159,7 +160,10 @@ fn heap() -> Result<(), &'static str> {
     // Safety: non-zero size; freed right away with the same layout.
     unsafe {
         let q = alloc::alloc::alloc(layout);
-        check(!q.is_null() && q as usize % 4096 == 0, "aligned alloc")?;
+        check(
+            !q.is_null() && (q as usize).is_multiple_of(4096),
+            "aligned alloc",
+        )?;
         alloc::alloc::dealloc(q, layout);
     }
     Ok(())
@@ -337,4 +341,10 @@ fn canary() {
     if r.is_ok() {
         task::run();
     }
+}
+
+/// Never returns: lets the host tests prove a hung kernel fails by timeout.
+fn hang() {
+    log::info!("selftest hang: spinning forever");
+    arch::cpu::halt();
 }

@@ -129,7 +129,7 @@ impl Mm {
         let mut a = align_down(start, PAGE_SIZE);
         let end = align_up(end, PAGE_SIZE);
         while a < end {
-            if a % HUGE == 0 && a + HUGE <= end {
+            if a.is_multiple_of(HUGE) && a + HUGE <= end {
                 let e = self.entry(a, 2)?;
                 if *e & P != 0 && *e & PS == 0 {
                     // Already split into 4 KiB pages: keep them, set each.
