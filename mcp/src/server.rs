@@ -364,7 +364,7 @@ impl Server {
             };
             return match method {
                 "server/discover" => Reply::Result(self.discover_result()),
-                "tools/list" => Reply::Result(self.tools_list_result(style)),
+                "tools/list" => self.tools_list(style, params.as_ref()),
                 "tools/call" => self.call_tool(session, conn, style, id, params),
                 // ping and logging/setLevel were removed in 2026-07-28.
                 _ => Reply::Error(RpcError::method_not_found(method)),
@@ -389,7 +389,7 @@ impl Server {
         let style = Style { version };
         match method {
             "ping" => Reply::Result(json!({})),
-            "tools/list" => Reply::Result(self.tools_list_result(style)),
+            "tools/list" => self.tools_list(style, params.as_ref()),
             "tools/call" => self.call_tool(session, conn, style, id, params),
             "logging/setLevel" => set_level(session, params),
             _ => Reply::Error(RpcError::method_not_found(method)),
@@ -466,6 +466,18 @@ impl Server {
         result.insert("ttlMs".into(), self.config.list_ttl_ms.into());
         result.insert("cacheScope".into(), "public".into());
         Value::Object(result)
+    }
+
+    fn tools_list(&self, style: Style, params: Option<&Value>) -> Reply {
+        // The list is never paginated, so no cursor we could have issued exists.
+        if let Some(cursor) = params.and_then(|p| p.get("cursor")) {
+            if !cursor.is_null() {
+                return Reply::Error(RpcError::invalid_params(format!(
+                    "tools/list: unknown cursor {cursor} (this server does not paginate)"
+                )));
+            }
+        }
+        Reply::Result(self.tools_list_result(style))
     }
 
     fn tools_list_result(&self, style: Style) -> Value {
@@ -548,6 +560,11 @@ impl Server {
             unreachable!("constructed as an object above")
         };
 
+        // A cancellation that arrived while this request waited in the backlog (behind an
+        // earlier call) applies before the tool even starts.
+        if take_cancellation(&mut session.backlog, id) {
+            return Reply::Cancelled;
+        }
         self.stats.tool_calls += 1;
         let mut live = LiveCall {
             conn,
@@ -710,6 +727,20 @@ impl CallIo for LiveCall<'_> {
         } else {
             None
         }
+    }
+}
+
+/// Removes a queued `notifications/cancelled` for `request_id`; true if there was one.
+fn take_cancellation(backlog: &mut VecDeque<FrameEvent>, request_id: &Value) -> bool {
+    let found = backlog.iter().position(|event| {
+        matches!(event, FrameEvent::Frame(payload) if is_cancellation_of(payload, request_id))
+    });
+    match found {
+        Some(i) => {
+            backlog.remove(i);
+            true
+        }
+        None => false,
     }
 }
 

@@ -67,6 +67,7 @@ fn invalid_params_codes() {
         json!({"jsonrpc": "2.0", "id": 7, "method": "logging/setLevel",
                "params": {"level": "loud"}}),
         json!({"jsonrpc": "2.0", "id": 8, "method": "server/discover"}),
+        json!({"jsonrpc": "2.0", "id": 11, "method": "tools/list", "params": {"cursor": "abc"}}),
         json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
                "params": {"name": "echo", "arguments": {"text": "a"},
                           "_meta": {"progressToken": {}}}}),
@@ -402,6 +403,24 @@ fn cancellation_of_another_request_is_ignored_and_queued_frames_wait() {
     let ids: Vec<Value> = out.iter().filter_map(|m| m.get("id").cloned()).collect();
     // The ping read during the call is answered after the call, in order.
     assert_eq!(ids, [json!(1), json!(3)]);
+}
+
+#[test]
+fn cancelling_a_queued_request_skips_it() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let mut h = Harness::new(test_tools(log.clone()));
+    h.initialize("2025-11-25");
+    // Request 1 runs; request 2 waits behind it and is cancelled before it starts.
+    h.push(&stream_call(json!(1), 5, None));
+    h.push(&stream_call(json!(2), 1000, None));
+    h.push(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                   "params": {"requestId": 2}}),
+    );
+    let out = h.run();
+    let ids: Vec<Value> = out.iter().filter_map(|m| m.get("id").cloned()).collect();
+    assert_eq!(ids, [json!(1)]);
+    assert_eq!(log.borrow().len(), 5, "request 2 must not run");
 }
 
 #[test]

@@ -312,3 +312,28 @@ fn usage_errors_are_clear() {
     assert_eq!(code, 2);
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+#[test]
+fn bridge_exits_when_the_guest_goes_away() {
+    let server = TestServer::tcp();
+    let mut child = Command::new(CLI)
+        .args(&server.target)
+        .arg("bridge")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first.trim(), r#"{"id":1,"jsonrpc":"2.0","result":{}}"#);
+    drop(server); // the "guest" dies while the client still holds stdin open
+    let out = wait_output(child, Duration::from_secs(20), "bridge after guest exit");
+    assert!(out.status.success());
+    drop(stdin);
+}
