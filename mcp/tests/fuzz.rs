@@ -168,3 +168,41 @@ fn well_framed_garbage_never_breaks_the_connection() {
     let out = h.run();
     assert!(out.iter().all(|m| m.get("error").is_some()));
 }
+
+#[test]
+fn decoder_matches_a_model_for_random_streams_and_chunkings() {
+    use mcp::frame::{FrameDecoder, FrameEvent};
+    let mut rng = Rng(7);
+    let limit = 64usize;
+    for _ in 0..500 {
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        for _ in 0..rng.below(10) {
+            let len = match rng.below(4) {
+                0 => 0,
+                1 => limit + 1 + rng.below(100) as usize,
+                _ => rng.below(limit as u64 + 1) as usize,
+            };
+            let payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            stream.extend(encode_frame(&payload));
+            expected.push(match len {
+                0 => FrameEvent::Empty,
+                n if n > limit => FrameEvent::Oversized {
+                    len: n as u32,
+                    limit,
+                },
+                _ => FrameEvent::Frame(payload),
+            });
+        }
+        let mut decoder = FrameDecoder::new(limit);
+        let mut events = Vec::new();
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let n = (rng.below(20) as usize + 1).min(rest.len());
+            decoder.feed(&rest[..n], &mut events);
+            rest = &rest[n..];
+        }
+        assert_eq!(events, expected);
+        assert!(decoder.truncated().is_none());
+    }
+}
