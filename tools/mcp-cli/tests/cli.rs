@@ -339,3 +339,18 @@ fn bridge_exits_when_the_guest_goes_away() {
     assert!(out.status.success());
     drop(stdin);
 }
+
+#[test]
+fn stateless_client_style() {
+    let server = TestServer::tcp();
+    let mut target = server.target.clone();
+    target.push("--stateless".into());
+    let (code, out, err) = cli(&target, &["call", "echo", "text=modern", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["resultType"], "complete");
+    assert_eq!(v["structuredContent"]["text"], "modern");
+    let (code, out, err) = cli(&target, &["infer", "x y", "--max-tokens", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("x y x"), "{out}");
+}
