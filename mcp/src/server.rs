@@ -74,6 +74,8 @@ pub struct Session {
     log_level: Option<LogLevel>,
     /// The peer will send no more bytes (we may still write).
     pub(crate) read_closed: bool,
+    /// A frame cut short by the end of the stream has been reported.
+    pub(crate) eof_handled: bool,
     /// Writing failed: the connection is dead.
     pub(crate) write_closed: bool,
 }
@@ -87,6 +89,7 @@ impl Session {
             initialized_notified: false,
             log_level: None,
             read_closed: false,
+            eof_handled: false,
             write_closed: false,
         }
     }

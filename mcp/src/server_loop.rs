@@ -108,10 +108,14 @@ impl<C: Connection> ServerLoop<C> {
                     ReadStatus::Closed => {
                         activity = true;
                         slot.session.read_closed = true;
-                        self.server
-                            .handle_truncated(&mut slot.session, &mut slot.conn);
                     }
                 }
+            }
+            // The end of the stream may also have been seen by a tool's cancellation pump.
+            if slot.session.read_closed && !slot.session.eof_handled {
+                slot.session.eof_handled = true;
+                self.server
+                    .handle_truncated(&mut slot.session, &mut slot.conn);
             }
         }
         self.slots.retain(|s| !s.session.is_finished());

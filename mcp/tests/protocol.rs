@@ -564,3 +564,20 @@ fn connections_have_separate_sessions() {
     assert_eq!(second_out[0]["id"], "b");
     assert_eq!(h.lp.connection_count(), 2);
 }
+
+#[test]
+fn truncation_seen_during_a_tool_call_is_still_reported() {
+    let mut h = Harness::standard();
+    h.initialize("2025-11-25");
+    h.push(&stream_call(json!(1), 3, None));
+    h.push_raw(&[0, 0, 0, 9, b'{']); // a frame cut short…
+    h.conns[0].1 .0.borrow_mut().peer_closed = true; // …by the end of the stream
+    let out = h.run();
+    assert_eq!(out[0]["id"], 1, "the call still completes: {out:?}");
+    assert_eq!(error_code(&out[1]), -32700);
+    assert!(out[1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("1 of 9"));
+    assert_eq!(h.lp.connection_count(), 0);
+}
