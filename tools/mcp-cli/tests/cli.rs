@@ -354,3 +354,59 @@ fn stateless_client_style() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("x y x"), "{out}");
 }
+
+#[test]
+fn health_is_answered_while_a_long_generation_runs() {
+    let server = TestServer::tcp();
+    // A generation that would take minutes, driven through the bridge.
+    let mut gen = Command::new(CLI)
+        .args(&server.target)
+        .arg("bridge")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = gen.stdin.take().unwrap();
+    let mut stdout = BufReader::new(gen.stdout.take().unwrap());
+    for msg in [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params":
+            {"protocolVersion": "2025-11-25", "capabilities": {},
+             "clientInfo": {"name": "t", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params":
+            {"name": "count", "arguments": {"to": 100000}, "_meta": {"progressToken": 1}}}),
+    ] {
+        writeln!(stdin, "{msg}").unwrap();
+    }
+    let mut reply = String::new();
+    stdout.read_line(&mut reply).unwrap(); // initialize
+    reply.clear();
+    stdout.read_line(&mut reply).unwrap();
+    assert!(
+        reply.contains("notifications/progress"),
+        "count is running: {reply}"
+    );
+
+    // Another connection gets health and the tool list meanwhile.
+    let (code, out, err) = cli(&server.target, &["call", "health"]);
+    assert_eq!(code, 0, "{err}");
+    let health: Value = serde_json::from_str(&out).unwrap();
+    assert!(health["requests_served"].as_u64().unwrap() >= 2);
+    let (code, _, err) = cli(&server.target, &["tools"]);
+    assert_eq!(code, 0, "{err}");
+
+    // The generation is still running: cancel it and let the bridge finish.
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                 "params": {"requestId": 2}})
+    )
+    .unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(!rest.contains("\"id\":2"), "a cancelled call got a reply");
+    let status = gen.wait().unwrap();
+    assert!(status.success());
+}
