@@ -17,6 +17,7 @@ export CARGO_TERM_COLOR ?= never
 KERNEL_CARGO := cd kernel && RUSTC_BOOTSTRAP=1 $(CARGO) build --release
 BUILD_STD := -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem
 RUNNER := target/release/mk-run
+BOOT_TEST_TIMEOUT ?= 1200
 
 .PHONY: all setup runner test test-host test-boot clippy fmt
 all: build-x86
@@ -61,9 +62,10 @@ check-float-x86: build-x86 runner
 	$(RUNNER) check-float $(X86_KERNEL)
 
 # Boots q35 and microvm: self-tests, each fault in its own boot, timeouts.
+# Every boot has its own timeout in the runner; BOOT_TEST_TIMEOUT bounds the whole suite.
 test-boot-x86: build-x86 check-float-x86
-	MK_KERNEL_X86=$(CURDIR)/$(X86_KERNEL) $(CARGO) test --release -p ci --features vm \
-		--test boot_x86 -- --test-threads=2
+	MK_KERNEL_X86=$(CURDIR)/$(X86_KERNEL) timeout $(BOOT_TEST_TIMEOUT) \
+		$(CARGO) test --release -p ci --features vm --test boot_x86 -- --test-threads=2
 
 bench-boot-x86: build-x86 runner
 	$(RUNNER) boot-time --machine q35 --machine microvm --kernel $(X86_KERNEL) --runs 11
