@@ -254,3 +254,13 @@ fn fault_report_symbolizes_on_the_host() {
         "{text}"
     );
 }
+
+#[test]
+fn boots_with_shared_memory_backend_for_vhost_user() {
+    for m in MACHINES {
+        let mut cfg = VmConfig::new(m, kernel_image(Arch::X86_64)).cmdline("selftest=heap");
+        cfg.shared_memory = true;
+        let r = run_captured(&cfg, &mut []).unwrap();
+        assert_exit(&r, SUCCESS);
+    }
+}
