@@ -207,7 +207,7 @@ fn hung_kernel_times_out_instead_of_hanging_the_test() {
     let kernel = kernel_image(Arch::X86_64);
     let cfg = VmConfig::new(Machine::Microvm, kernel)
         .cmdline("selftest=hang")
-        .timeout(Duration::from_secs(3));
+        .timeout(Duration::from_secs(8));
     let t0 = Instant::now();
     let r = run_captured(&cfg, &mut []).unwrap();
     assert!(r.timed_out, "{}", r.describe());
