@@ -218,7 +218,7 @@ fn hung_kernel_times_out_instead_of_hanging_the_test() {
         r.describe()
     );
     assert!(
-        t0.elapsed() < Duration::from_secs(20),
+        t0.elapsed() < Duration::from_secs(30),
         "runner did not stop the VM in time"
     );
 }
