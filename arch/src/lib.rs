@@ -55,6 +55,7 @@ pub mod log_ring;
 pub mod pvh;
 pub mod spin;
 pub mod stack;
+pub mod x86_fault;
 
 pub use bootinfo::BootInfo;
 pub use cpu_features::CpuFeatures;
