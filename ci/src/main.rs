@@ -3,7 +3,7 @@
 //! ```text
 //! mk-run run [--machine q35|microvm|virt] [--accel tcg|kvm] [--kernel PATH]
 //!            [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS]
-//!            [--interactive] [--shared-memory] [--machine-opt OPT]...
+//!            [--interactive] [--shared-memory] [--machine-opt OPT]... [--gdb]
 //!            [-- EXTRA QEMU ARGS...]
 //! mk-run boot-time [--machine M]... [--runs N] [--kernel PATH]
 //! mk-run check-float KERNEL_ELF
@@ -22,7 +22,7 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: mk-run run [--machine q35|microvm|virt] [--accel tcg|kvm] [--kernel PATH] \
          [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS] [--interactive] \
-         [--shared-memory] [--machine-opt OPT]... [-- QEMU ARGS]\n\
+         [--shared-memory] [--machine-opt OPT]... [--gdb] [-- QEMU ARGS]\n\
          \x20      mk-run boot-time [--machine M]... [--runs N] [--kernel PATH]\n\
          \x20      mk-run check-float KERNEL_ELF"
     );
@@ -40,6 +40,7 @@ struct Opts {
     interactive: bool,
     shared_memory: bool,
     machine_opts: Vec<String>,
+    gdb: bool,
     runs: usize,
     extra: Vec<String>,
 }
@@ -56,6 +57,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         interactive: false,
         shared_memory: false,
         machine_opts: vec![],
+        gdb: false,
         runs: 5,
         extra: vec![],
     };
@@ -80,6 +82,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--runs" => o.runs = val("--runs")?.parse().map_err(|_| "bad --runs")?,
             "--interactive" => o.interactive = true,
             "--shared-memory" => o.shared_memory = true,
+            "--gdb" => o.gdb = true,
             "--machine-opt" => o.machine_opts.push(val("--machine-opt")?),
             "--" => {
                 o.extra = it.by_ref().cloned().collect();
@@ -107,6 +110,10 @@ fn config(o: &Opts, m: Machine) -> Result<VmConfig, String> {
     c.extra_args = o.extra.clone();
     c.shared_memory = o.shared_memory;
     c.machine_opts = o.machine_opts.clone();
+    if o.gdb {
+        // gdbstub on tcp::1234, CPU halted until the debugger continues.
+        c.extra_args.extend(["-s".to_string(), "-S".to_string()]);
+    }
     Ok(c)
 }
 
