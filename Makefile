@@ -19,6 +19,8 @@ BUILD_STD := -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compi
 RUNNER := target/release/mk-run
 BOOT_TEST_TIMEOUT ?= 1200
 
+include tools/mcp-cli/mcp.mk
+
 .PHONY: all setup runner test test-host test-boot clippy fmt
 all: build-x86
 
@@ -28,7 +30,8 @@ setup:
 runner: setup
 	@$(CARGO) build -q --release -p ci --bin mk-run
 
-test-host: setup
+# The mcp-cli tests drive the bridge with the pinned MCP Inspector CLI (mcp-setup).
+test-host: setup mcp-setup
 	$(CARGO) test --workspace
 
 # Boot tests of each arch in ARCHES (test-boot-x86_64 → test-boot-x86, ...).
