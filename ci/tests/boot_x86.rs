@@ -92,7 +92,7 @@ fn clock_is_calibrated_from_the_pit() {
         let r = boot(m, "selftest=clock");
         assert_exit(&r, SUCCESS);
         assert!(
-            r.serial.contains("(PIT channel 0, 5 ms)"),
+            r.serial.contains("(PIT channel 0, 2 ms)"),
             "{m:?}\n{}",
             r.describe()
         );
