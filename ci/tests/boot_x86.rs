@@ -61,7 +61,7 @@ fn normal_boot_runs_all_selftests_and_exits_zero() {
             );
         }
         assert!(
-            r.serial.contains("selftests done: 7 ok, 0 failed"),
+            r.serial.contains("selftests done: 8 ok, 0 failed"),
             "{}",
             r.describe()
         );

@@ -10,7 +10,21 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use arch::frame_alloc::PAGE_SIZE;
 use arch::spin::SpinLock;
+use arch::BootInfo;
 use core::hint::black_box;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// The boot info, for tests that need the memory map.
+static BOOT_INFO: AtomicPtr<BootInfo> = AtomicPtr::new(core::ptr::null_mut());
+
+pub fn set_boot_info(info: &'static BootInfo) {
+    BOOT_INFO.store(info as *const BootInfo as *mut BootInfo, Ordering::Relaxed);
+}
+
+fn boot_info() -> Option<&'static BootInfo> {
+    // Safety: only ever set from a &'static BootInfo.
+    unsafe { BOOT_INFO.load(Ordering::Relaxed).as_ref() }
+}
 
 type TestFn = fn() -> Result<(), &'static str>;
 
@@ -22,6 +36,7 @@ const NON_FAULTING: &[(&str, TestFn)] = &[
     ("simd", simd),
     ("log-ring", log_ring),
     ("tasks", tasks),
+    ("paging", paging),
 ];
 
 const FAULTING: &[(&str, fn())] = &[
@@ -265,6 +280,50 @@ fn tasks() -> Result<(), &'static str> {
     // Round-robin: step s of every task before step s+1 of any.
     let expect: Vec<(u8, u8)> = (0..3).flat_map(|s| (0..3).map(move |id| (id, s))).collect();
     check(order == expect, "tasks did not interleave round-robin")
+}
+
+/// The page tables say what the protection tests rely on, and `map_mmio`
+/// refuses bad ranges with an error and maps good ones.
+fn paging() -> Result<(), &'static str> {
+    use arch::mm::{is_mapped, map_mmio};
+    let info = boot_info().ok_or("no boot info")?;
+    check(!is_mapped(0), "page 0 is mapped")?;
+    check(
+        is_mapped(paging as fn() -> Result<(), &'static str> as usize as u64),
+        "text not mapped",
+    )?;
+    let boot = arch::mm::boot_stack();
+    check(
+        !is_mapped(boot.guard.ok_or("boot stack has no guard")?),
+        "boot stack guard mapped",
+    )?;
+    check(
+        is_mapped(boot.bottom) && is_mapped(boot.top - 1),
+        "boot stack not mapped",
+    )?;
+    check(
+        map_mmio(0x1000_0000, 0).is_err(),
+        "empty MMIO range accepted",
+    )?;
+    check(
+        map_mmio(u64::MAX - 0xfff, 0x2000).is_err(),
+        "overflowing MMIO range accepted",
+    )?;
+    check(
+        map_mmio(info.kernel_start, 0x1000).is_err(),
+        "MMIO over the kernel accepted",
+    )?;
+    // A hole above RAM: a partial 4 KiB head, then whole 2 MiB pages.
+    let hole = (info.memory.usable_end() + (2 << 30) - 1) & !((1 << 30) - 1);
+    let (start, len) = (hole - 0x1000, 0x40_1000);
+    check(!is_mapped(start), "hole already mapped")?;
+    map_mmio(start, len).map_err(|_| "map_mmio of a free hole failed")?;
+    check(
+        is_mapped(start) && is_mapped(hole + 0x20_0000) && is_mapped(start + len - 1),
+        "not mapped",
+    )?;
+    check(!is_mapped(start + len), "mapped past the end")?;
+    Ok(())
 }
 
 // ---- faulting: each must end in the trap handler ----
