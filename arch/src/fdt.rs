@@ -355,6 +355,17 @@ impl<'a> Fdt<'a> {
         self.nodes().filter(move |n| n.is_compatible(compat))
     }
 
+    /// The node whose `phandle` (or legacy `linux,phandle`) is `phandle`, e.g.
+    /// to follow `interrupt-parent` or `msi-map` references.
+    pub fn node_by_phandle(&self, phandle: u32) -> Option<Node<'a>> {
+        self.nodes().find(|n| {
+            n.property("phandle")
+                .or_else(|| n.property("linux,phandle"))
+                .and_then(|p| p.as_u32())
+                == Some(phandle)
+        })
+    }
+
     /// `/chosen/bootargs` (the kernel command line), if present.
     pub fn bootargs(&self) -> Option<&'a str> {
         self.find_node("/chosen")?.property("bootargs")?.as_str()

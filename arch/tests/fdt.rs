@@ -367,3 +367,24 @@ fn corrupted_blobs_never_panic() {
         }
     }
 }
+
+#[test]
+fn phandles_resolve() {
+    let f = fdt(MAX_256M);
+    let root_parent = f
+        .root()
+        .property("interrupt-parent")
+        .unwrap()
+        .as_u32()
+        .unwrap();
+    let intc = f.node_by_phandle(root_parent).unwrap();
+    assert_eq!(intc.name, "intc@8000000");
+    assert!(intc.is_compatible("arm,cortex-a15-gic"));
+    let pcie = f.compatible_nodes("pci-host-ecam-generic").next().unwrap();
+    let msi: Vec<u32> = pcie.property("msi-map").unwrap().u32s().collect();
+    assert_eq!(
+        f.node_by_phandle(msi[1]).map(|n| n.name),
+        Some("v2m@8020000")
+    );
+    assert!(f.node_by_phandle(0xdead).is_none());
+}

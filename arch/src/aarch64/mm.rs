@@ -21,7 +21,6 @@
 use core::arch::asm;
 
 use crate::bootinfo::BootInfo;
-use crate::fdt::Fdt;
 use crate::frame_alloc::FrameAllocator;
 use crate::spin::SpinLock;
 use crate::stack::Stack;
@@ -156,7 +155,7 @@ fn exception_stack() -> Stack {
 
 /// Frame allocator over the memory map, then the final page tables, then
 /// the switch from the boot map.
-pub(super) fn init(info: &BootInfo, _fdt: &Fdt<'_>) {
+pub(super) fn init(info: &BootInfo) {
     let mut mm = MM.lock();
     let (img_start, img_end) = image_extent();
     mm.frames = FrameAllocator::from_memory_map(&info.memory, &[(img_start, img_end)]);
