@@ -125,7 +125,7 @@ fn cmd_run(o: &Opts) -> Result<ExitCode, String> {
         return Ok(exit_of(e));
     }
     let r = run_captured(&c, &mut []).map_err(|e| e.to_string())?;
-    print!("{}", r.serial);
+    print!("{}", ci::symbolize::annotate(&r.serial, &c.kernel));
     eprint!("{}", r.stderr);
     if r.timed_out {
         eprintln!("[mk-run] TIMEOUT after {} s: kernel hung", o.timeout);

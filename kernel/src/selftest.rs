@@ -39,13 +39,27 @@ const NON_FAULTING: &[(&str, TestFn)] = &[
     ("paging", paging),
 ];
 
-const FAULTING: &[(&str, fn())] = &[
-    ("write-text", write_text),
-    ("exec-data", exec_data),
-    ("null-read", null_read),
-    ("stack-overflow", stack_overflow),
-    ("canary", canary),
-    ("hang", hang),
+/// Tests that must not return: (name, what should happen, test).
+const FAULTING: &[(&str, &str, fn())] = &[
+    (
+        "write-text",
+        "a page fault: write to a read-only page",
+        write_text,
+    ),
+    (
+        "exec-data",
+        "a page fault: instruction fetch from a no-execute page",
+        exec_data,
+    ),
+    ("null-read", "a page fault: null pointer", null_read),
+    (
+        "stack-overflow",
+        "a page fault in a stack guard page",
+        stack_overflow,
+    ),
+    ("canary", "the canary check to stop the kernel", canary),
+    ("panic", "a panic report", panic),
+    ("hang", "no end: the host must time out", hang),
 ];
 
 pub fn run_all() -> u8 {
@@ -73,8 +87,8 @@ pub fn run_one(name: &str) -> u8 {
             exit_code::SELFTEST_FAILED
         };
     }
-    if let Some((n, f)) = FAULTING.iter().find(|(n, _)| *n == name) {
-        log::info!("selftest {n}: expecting a fault report");
+    if let Some((n, expect, f)) = FAULTING.iter().find(|(n, _, _)| *n == name) {
+        log::info!("selftest {n}: expecting {expect}");
         f();
         log::error!("selftest {n}: FAILED: the expected fault did not happen");
         return exit_code::SELFTEST_FAILED;
@@ -83,7 +97,7 @@ pub fn run_one(name: &str) -> u8 {
     let names = NON_FAULTING
         .iter()
         .map(|(n, _)| *n)
-        .chain(FAULTING.iter().map(|(n, _)| *n));
+        .chain(FAULTING.iter().map(|(n, _, _)| *n));
     for n in names {
         log::error!("  {n}");
     }
@@ -400,6 +414,14 @@ fn canary() {
     if r.is_ok() {
         task::run();
     }
+}
+
+fn panic() {
+    let v: Vec<u32> = Vec::new();
+    // An out-of-bounds index the compiler cannot see through.
+    let i = black_box(3usize);
+    log::info!("selftest panic: indexing an empty vector at {i}");
+    black_box(v[i]);
 }
 
 /// Never returns: lets the host tests prove a hung kernel fails by timeout.
