@@ -286,3 +286,23 @@ fn hung_kernel_times_out_instead_of_hanging_the_test() {
         "runner did not stop the VM in time"
     );
 }
+
+#[test]
+fn fault_report_symbolizes_on_the_host() {
+    // The raw Image has no symbols; annotate finds the ELF next to it.
+    let r = boot("max", "selftest=write-text");
+    assert_exit(&r, EXCEPTION);
+    let text = ci::symbolize::annotate(&r.serial, &kernel_image(Arch::Aarch64));
+    let frame0 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("#0 "))
+        .unwrap();
+    assert!(
+        frame0.contains("kernel::selftest::write_text at kernel/src/selftest.rs:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kernel_main at kernel/src/main.rs:"),
+        "{text}"
+    );
+}
