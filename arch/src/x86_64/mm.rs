@@ -47,12 +47,15 @@ struct Mm {
     frames: FrameAllocator,
     pml4: u64,
     nx: u64,
+    /// The tables are in CR3: changes need TLB invalidation (not while building).
+    live: bool,
 }
 
 static MM: SpinLock<Mm> = SpinLock::new(Mm {
     frames: FrameAllocator::new(),
     pml4: 0,
     nx: 0,
+    live: false,
 });
 const MAX_GUARDS: usize = 64;
 static GUARDS: SpinLock<[Option<Stack>; MAX_GUARDS]> = SpinLock::new([None; MAX_GUARDS]);
@@ -122,7 +125,9 @@ impl Mm {
 
     fn map_4k(&mut self, addr: u64, flags: u64) -> Result<(), MapError> {
         *self.entry(addr, 1)? = if flags == 0 { 0 } else { addr | flags };
-        invlpg(addr);
+        if self.live {
+            invlpg(addr);
+        }
         Ok(())
     }
 
@@ -139,7 +144,9 @@ impl Mm {
                     }
                 } else {
                     *e = a | flags | PS;
-                    invlpg(a);
+                    if self.live {
+                        invlpg(a);
+                    }
                 }
                 a += HUGE;
             } else {
@@ -219,6 +226,7 @@ pub fn init(info: &BootInfo) {
     // Safety: the new tables identity-map all RAM including the running code,
     // its stack and these tables.
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack)) };
+    mm.live = true;
 }
 
 pub fn boot_stack() -> Stack {
