@@ -106,6 +106,26 @@ fn cpus_count_matches_smp() {
             size: 0
         }
     );
+    // The same through children(), and for nodes deeper down.
+    let cpus = f.find_node("/cpus").unwrap();
+    let via_children = cpus.children().find(|n| n.name == "cpu@1").unwrap();
+    assert_eq!(
+        via_children.parent_cells,
+        Cells {
+            address: 1,
+            size: 0
+        }
+    );
+    let v2m = f.find_node("/intc/v2m").unwrap();
+    assert_eq!(
+        v2m.parent_cells,
+        Cells {
+            address: 2,
+            size: 2
+        }
+    );
+    let socket = f.find_node("/cpus/cpu-map/socket0").unwrap();
+    assert_eq!(socket.parent_cells, Cells::DEFAULT);
     assert_eq!(
         cpu1.reg().unwrap().collect::<Vec<_>>(),
         [RegEntry {
