@@ -359,6 +359,9 @@ fn walk_all(f: &Fdt<'_>) -> usize {
         }
     }
     let _ = (f.bootargs(), f.pl011_base(), f.find_node("/a/b/c"));
+    let _ = (f.node_by_phandle(0x8002), f.stdout_node());
+    let mut info = arch::BootInfo::new("fuzz");
+    arch::fdt_bootinfo::fill_from_fdt(&mut info, f, 0x4800_0000);
     n + f.memory_regions().count() + f.reserved().count()
 }
 
