@@ -50,6 +50,7 @@
 pub mod bootinfo;
 pub mod cmdline;
 pub mod cpu_features;
+pub mod esr;
 pub mod fdt;
 pub mod fdt_bootinfo;
 pub mod frame_alloc;
