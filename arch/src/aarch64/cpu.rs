@@ -59,6 +59,18 @@ pub fn features() -> &'static CpuFeatures {
     unsafe { (*FEATURES.0.get()).as_ref().unwrap_unchecked() }
 }
 
+/// SVE vector length in bytes (16..=256), `None` without SVE. `RDVL x0, #1`
+/// is emitted by encoding (0x04bf5020) so the assembler needs no +sve.
+pub fn sve_vector_bytes() -> Option<u64> {
+    if !features().sve {
+        return None;
+    }
+    let vl: u64;
+    // SAFETY: SVE is implemented and enabled (CPACR_EL1.ZEN) by `init`.
+    unsafe { asm!(".inst 0x04bf5020", out("x0") vl, options(nomem, nostack)) };
+    Some(vl)
+}
+
 /// Idle forever with interrupts masked.
 pub fn halt() -> ! {
     loop {
