@@ -60,6 +60,7 @@ pub mod pvh;
 pub mod spin;
 pub mod stack;
 pub mod vmsa;
+pub mod x86_fault;
 
 pub use bootinfo::BootInfo;
 pub use cpu_features::CpuFeatures;

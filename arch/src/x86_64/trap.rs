@@ -3,7 +3,6 @@
 //! and power-off with a failure code.
 
 use super::gdt;
-use crate::frame_alloc::PAGE_SIZE;
 use core::arch::asm;
 use core::fmt::Write;
 use core::ptr::{addr_of, addr_of_mut};
@@ -273,28 +272,6 @@ fn read_cr2() -> u64 {
     v
 }
 
-/// Why a page fault happened, in words (SDM vol. 3 §4.7 error code bits).
-fn page_fault_cause(error: u64, addr: u64) -> &'static str {
-    let present = error & 1 != 0;
-    let write = error & 2 != 0;
-    let fetch = error & 16 != 0;
-    if super::mm::guard_page_stack(addr).is_some() {
-        return "stack overflow: access to the guard page below a stack";
-    }
-    if error & 8 != 0 {
-        return "reserved bit set in a page table entry";
-    }
-    match (present, write, fetch) {
-        (true, _, true) => "instruction fetch from a no-execute page",
-        (false, _, true) => "instruction fetch from an unmapped page",
-        (true, true, _) => "write to a read-only page",
-        (false, _, _) if addr < PAGE_SIZE => "access to an unmapped page (null pointer)",
-        (false, true, _) => "write to an unmapped page",
-        (false, false, _) => "read of an unmapped page",
-        (true, false, _) => "protection violation on read",
-    }
-}
-
 static IN_TRAP: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn trap_dispatch(f: &mut TrapFrame) {
@@ -315,7 +292,12 @@ extern "C" fn trap_dispatch(f: &mut TrapFrame) {
     );
     if f.vector == 14 {
         let cr2 = read_cr2();
-        let _ = writeln!(w, "    cause: {}", page_fault_cause(f.error, cr2));
+        let in_guard = super::mm::guard_page_stack(cr2).is_some();
+        let _ = writeln!(
+            w,
+            "    cause: {}",
+            crate::x86_fault::page_fault_cause(f.error, cr2, in_guard)
+        );
         let _ = writeln!(w, "    address (CR2): {cr2:#018x}");
         if let Some(s) = super::mm::guard_page_stack(cr2) {
             let _ = writeln!(
