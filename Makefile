@@ -53,9 +53,10 @@ X86_KERNEL := kernel/target/x86_64-microkernelia/release/kernel
 build-x86: setup
 	$(KERNEL_CARGO) --target $(X86_TARGET_JSON) $(BUILD_STD) -Zjson-target-spec
 
+# GDB=1: QEMU waits for `gdb <kernel> -ex 'target remote :1234'`.
 run-x86: build-x86 runner
 	$(RUNNER) run --interactive --machine $(X86_MACHINE) --accel $(ACCEL) \
-		--kernel $(X86_KERNEL) $(if $(APPEND),--append "$(APPEND)")
+		--kernel $(X86_KERNEL) $(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
 
 # Float code must be SSE, not soft-float calls (objdump/nm proof).
 check-float-x86: build-x86 runner
