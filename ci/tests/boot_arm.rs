@@ -163,7 +163,7 @@ fn cmdline_and_memory_come_from_the_fdt() {
 fn boots_when_entered_at_el2() {
     // virtualization=on starts the CPU at EL2; the entry drops to EL1.
     let mut cfg = config("max", "selftest=tasks");
-    cfg.extra_args = vec!["-machine".into(), "virtualization=on".into()];
+    cfg.machine_opts.push("virtualization=on".into());
     let r = run(&cfg);
     assert_exit(&r, SUCCESS);
     assert!(r.serial.contains("selftest tasks: ok"), "{}", r.describe());
