@@ -171,6 +171,14 @@ fn stack_overflow_hits_the_guard_page() {
 }
 
 #[test]
+fn a_frame_larger_than_the_stack_cannot_jump_the_guard_page() {
+    expect_page_fault(
+        "big-frame",
+        "stack overflow: access to the guard page below a stack",
+    );
+}
+
+#[test]
 fn smashed_canary_is_caught_on_switch() {
     for m in MACHINES {
         let r = boot(m, "selftest=canary");

@@ -57,6 +57,11 @@ const FAULTING: &[(&str, &str, fn())] = &[
         "a page fault in a stack guard page",
         stack_overflow,
     ),
+    (
+        "big-frame",
+        "a page fault in a stack guard page (stack probe)",
+        big_frame,
+    ),
     ("canary", "the canary check to stop the kernel", canary),
     ("panic", "a panic report", panic),
     ("hang", "no end: the host must time out", hang),
@@ -394,6 +399,31 @@ fn stack_overflow() {
             s.guard.unwrap_or(0)
         );
         black_box(recurse(0));
+    });
+    if r.is_ok() {
+        task::run();
+    }
+}
+
+/// One frame of 64 KiB on a 16 KiB stack: without stack probes the stack
+/// pointer would jump over the guard page into whatever lies below.
+#[inline(never)]
+fn huge_frame() -> u8 {
+    let mut big = [0u8; 64 * 1024];
+    black_box(&mut big);
+    big[black_box(7)]
+}
+
+fn big_frame() {
+    let r = task::spawn("big-frame", 4, || {
+        let s = task::current_stack().unwrap();
+        log::info!(
+            "selftest big-frame: 64 KiB frame on stack {:#x}-{:#x}, guard {:#x}",
+            s.bottom,
+            s.top,
+            s.guard.unwrap_or(0)
+        );
+        black_box(huge_frame());
     });
     if r.is_ok() {
         task::run();
