@@ -16,6 +16,7 @@ const CPUS: [&str; 2] = ["max", "cortex-a72"];
 /// Kernel exit codes (kernel/src/main.rs `exit_code`).
 const SUCCESS: u8 = 0;
 const SELFTEST_FAILED: u8 = 1;
+const PANIC: u8 = 2;
 const EXCEPTION: u8 = 3;
 const STACK_CANARY: u8 = 4;
 
@@ -262,6 +263,30 @@ fn stack_overflow_hits_the_guard_page() {
         "recursion folded\n{}",
         r.describe()
     );
+}
+
+#[test]
+fn frame_larger_than_the_stack_hits_the_guard_page() {
+    // aarch64-unknown-none emits inline stack probes: a 64 KiB frame cannot
+    // jump over the guard page.
+    expect_abort(
+        "big-frame",
+        "Data Abort (EC 0x25",
+        "translation fault at level 3, write",
+        "stack overflow: access to the guard page below a stack",
+    );
+}
+
+#[test]
+fn panic_is_reported_with_its_location() {
+    let r = boot("cortex-a72", "selftest=panic");
+    assert_exit(&r, PANIC);
+    assert!(
+        r.serial.contains("PANIC: panicked at src/selftest.rs:"),
+        "{}",
+        r.describe()
+    );
+    assert!(r.serial.contains("index out of bounds"), "{}", r.describe());
 }
 
 #[test]
