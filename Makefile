@@ -100,9 +100,10 @@ check-accel-arm:
 	@if [ "$(ACCEL)" = kvm ] && [ "$$(uname -m)" != aarch64 ]; then \
 		echo "ACCEL=kvm needs an aarch64 host (this is $$(uname -m)); use ACCEL=tcg" >&2; exit 2; fi
 
+# GDB=1: QEMU waits for `gdb-multiarch $(ARM_ELF) -ex 'target remote :1234'`.
 run-arm: check-accel-arm build-arm runner
 	$(RUNNER) run --interactive --machine virt --accel $(ACCEL) --cpu $(ARM_CPU) \
-		--kernel $(ARM_IMAGE) $(if $(APPEND),--append "$(APPEND)")
+		--kernel $(ARM_IMAGE) $(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
 
 # Boots virt with -cpu max and cortex-a72: self-tests, each fault in its own boot.
 test-boot-arm: build-arm
