@@ -37,6 +37,7 @@ const NON_FAULTING: &[(&str, TestFn)] = &[
     ("log-ring", log_ring),
     ("tasks", tasks),
     ("paging", paging),
+    ("idle", idle),
 ];
 
 /// Tests that must not return: (name, what should happen, test).
@@ -341,6 +342,30 @@ fn paging() -> Result<(), &'static str> {
     )?;
     check(!is_mapped(start + len), "mapped past the end")?;
     Ok(())
+}
+
+/// `cpu::idle` waits without spinning where the architecture can (a timer
+/// interrupt wakes the halted CPU), and the kernel carries on afterwards.
+fn idle() -> Result<(), &'static str> {
+    const WAIT_NS: u64 = 2_000_000;
+    let irqs0 = arch::cpu::timer_interrupts();
+    let t0 = arch::time::now_ns();
+    let mut slept = 0;
+    let mut calls = 0;
+    while arch::time::now_ns() - t0 < WAIT_NS && calls < 1000 {
+        calls += 1;
+        slept += arch::cpu::idle(WAIT_NS - (arch::time::now_ns() - t0).min(WAIT_NS)) as u32;
+    }
+    let us = (arch::time::now_ns() - t0) / 1000;
+    let irqs = arch::cpu::timer_interrupts() - irqs0;
+    log::info!(
+        "idle: waited {us} us in {calls} idle calls, {slept} asleep, {irqs} timer interrupts"
+    );
+    check(us >= WAIT_NS / 1000, "returned before the time was up")?;
+    check(
+        slept == 0 || irqs > 0,
+        "claims to have slept but no timer interrupt came",
+    )
 }
 
 // ---- faulting: each must end in the trap handler ----

@@ -186,6 +186,7 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     }
     super::mm::init(info);
     super::time::finish_calibration();
+    super::apic::init();
     let info: &'static BootInfo = info;
     // Safety: provided by the kernel binary with exactly this signature.
     unsafe { kernel_main(info) }
