@@ -150,6 +150,11 @@ extern "C" fn handle(frame: &mut TrapFrame, kind: u64) {
         frame.elr += 4;
         return;
     }
+    // IRQs are only unmasked inside `cpu::idle` (the timer that wakes it).
+    if kind == 1 || kind == 5 {
+        super::gic::handle_irq();
+        return;
+    }
     if IN_REPORT.swap(true, Ordering::Relaxed) {
         // Faulted while reporting: keep it short and stop.
         super::console::write_bytes(
