@@ -52,10 +52,8 @@ impl Machine {
     }
 
     pub fn exit_decoding(self) -> ExitDecoding {
-        match self.arch() {
-            Arch::X86_64 => ExitDecoding::DebugExit,
-            Arch::Aarch64 => ExitDecoding::Direct,
-        }
+        // aarch64 passes the same status through semihosting (arch/src/aarch64/power.rs).
+        ExitDecoding::DebugExit
     }
 }
 
@@ -160,7 +158,7 @@ impl VmConfig {
             }
             Machine::Microvm => {}
             Machine::Virt => {
-                // The aarch64 kernel exits through semihosting (code as status).
+                // The aarch64 kernel exits through semihosting (status 0x81 + 2 * code).
                 push("-semihosting");
             }
         }
