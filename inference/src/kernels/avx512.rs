@@ -85,11 +85,16 @@ macro_rules! avx512_kernels {
                 row: *const u8,
                 i: usize,
                 two: bool,
+                pf: usize,
             ) -> (__m512i, f32, f32, f32, f32) {
                 // Q: 0 = Q8_0, 1 = Q4_0, 2 = Q4_1
                 let bs = [Q8_0_BLOCK, Q4_0_BLOCK, Q4_1_BLOCK][Q as usize];
                 let b0 = row.add(i * bs);
                 let b1 = b0.add(bs);
+                _mm_prefetch::<_MM_HINT_T0>(b0.add(pf) as *const i8);
+                if Q == 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(b1.add(pf) as *const i8);
+                }
                 let d0 = f16_at(b0);
                 let d1 = if two { f16_at(b1) } else { 0.0 };
                 match Q {
@@ -136,10 +141,12 @@ macro_rules! avx512_kernels {
                 let nb = acts.nb;
                 let mut acc = [[_mm512_setzero_ps(); NR]; NC];
                 let mut corr = [[0.0f32; NR]; NC];
+                let pf = super::super::avx2::prefetch_distance(NR, rb);
                 let mut i = 0;
                 while i < nb {
                     let two = i + 1 < nb;
-                    let wb: [_; NR] = core::array::from_fn(|r| load_w::<Q>(w.add(r * rb), i, two));
+                    let wb: [_; NR] =
+                        core::array::from_fn(|r| load_w::<Q>(w.add(r * rb), i, two, pf));
                     // Q8_0: |w| as the unsigned operand, sign(w) moved onto the activations.
                     let neg: [__mmask64; NR] = core::array::from_fn(|r| {
                         if Q == 0 {
