@@ -144,3 +144,39 @@ macro_rules! tile_fn {
 tile_fn!(tile_q8_0, rows_q8_0);
 tile_fn!(tile_q4_0, rows_q4, false);
 tile_fn!(tile_q4_1, rows_q4, true);
+
+/// [`super::act::quantize_block`] for a whole block, same arithmetic (so the same bits):
+/// max |v| -> d = amax / 127, q = trunc(v * id + copysign(0.5, v * id)).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_block(v: &[f32; QK], qs: &mut [i8; QK]) -> (f32, f32) {
+    let p = v.as_ptr();
+    let x: [__m256; 4] = core::array::from_fn(|k| _mm256_loadu_ps(p.add(8 * k)));
+    let sign = _mm256_set1_ps(-0.0);
+    let mut m = _mm256_andnot_ps(sign, x[0]);
+    for xk in &x[1..] {
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, *xk));
+    }
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    let d = _mm_cvtss_f32(m4) / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let half = _mm256_set1_ps(0.5);
+    let q: [__m256i; 4] = core::array::from_fn(|k| {
+        let t = _mm256_mul_ps(x[k], id);
+        _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, sign), half)))
+    });
+    let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
+    let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b10_11_00_01));
+    let sum = _mm_cvtsi128_si32(s4);
+    // packs work per 128-bit lane: restore element order with one dword permute.
+    let b = _mm256_packs_epi16(
+        _mm256_packs_epi32(q[0], q[1]),
+        _mm256_packs_epi32(q[2], q[3]),
+    );
+    let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, b);
+    (d, d * sum as f32)
+}

@@ -11,6 +11,7 @@ mod act;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod features;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod scalar;
@@ -18,6 +19,11 @@ mod scalar;
 use crate::exec::Executor;
 use crate::quant::{matrix_bytes, row_bytes, QuantType};
 use act::QActs;
+#[cfg(target_arch = "aarch64")]
+pub use features::read_aarch64_id_regs;
+#[cfg(target_arch = "x86_64")]
+pub use features::read_x86_cpuid;
+pub use features::{Aarch64IdRegs, X86Cpuid};
 
 /// CPU features the kernels may use. `Default` is none: the scalar path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -143,6 +149,7 @@ type F32TileFn = unsafe fn(&[u8], usize, usize, &[f32], usize, usize, &mut Tile)
 
 #[derive(Clone, Copy)]
 struct Table {
+    act: act::FullBlockFn,
     f32: F32TileFn,
     q8_0: QTileFn,
     q4_0: QTileFn,
@@ -150,6 +157,7 @@ struct Table {
 }
 
 const SCALAR: Table = Table {
+    act: act::quantize_full_block,
     f32: scalar::tile_f32,
     q8_0: scalar::tile_q8_0,
     q4_0: scalar::tile_q4_0,
@@ -202,6 +210,7 @@ impl Kernels {
             KernelVariant::Scalar => SCALAR,
             #[cfg(target_arch = "x86_64")]
             KernelVariant::Avx2 => Table {
+                act: avx2::quantize_block,
                 q8_0: avx2::tile_q8_0,
                 q4_0: avx2::tile_q4_0,
                 q4_1: avx2::tile_q4_1,
@@ -211,6 +220,7 @@ impl Kernels {
             KernelVariant::Avx512 => {
                 use avx512::plain as k;
                 Table {
+                    act: avx2::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -221,6 +231,7 @@ impl Kernels {
             KernelVariant::Avx512Vnni => {
                 use avx512::vnni as k;
                 Table {
+                    act: avx2::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -231,6 +242,7 @@ impl Kernels {
             KernelVariant::Neon => {
                 use neon::plain as k;
                 Table {
+                    act: k::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -241,6 +253,7 @@ impl Kernels {
             KernelVariant::NeonDotprod => {
                 use neon::dotprod as k;
                 Table {
+                    act: k::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -251,6 +264,7 @@ impl Kernels {
             KernelVariant::NeonI8mm => {
                 use neon::i8mm as k;
                 Table {
+                    act: k::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -285,7 +299,7 @@ impl Kernels {
         }
         let acts = match w.qtype {
             QuantType::F32 => None,
-            _ => Some(QActs::quantize(x, cols, batch)),
+            _ => Some(QActs::quantize(x, cols, batch, self.table.act)),
         };
         let qtile = match w.qtype {
             QuantType::F32 => None,

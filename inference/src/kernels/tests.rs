@@ -66,7 +66,8 @@ pub(crate) fn quantize_matrix(qt: QuantType, w: &[f32], rows: usize, cols: usize
 fn reference(w: MatRef, x: &[f32], batch: usize) -> (Vec<f64>, Vec<f64>) {
     let (rows, cols) = (w.rows, w.cols);
     let rb = row_bytes(w.qtype, cols);
-    let acts = (w.qtype != QuantType::F32).then(|| QActs::quantize(x, cols, batch));
+    let acts = (w.qtype != QuantType::F32)
+        .then(|| QActs::quantize(x, cols, batch, super::act::quantize_full_block));
     let mut out = vec![0.0; batch * rows];
     let mut mag = vec![0.0; batch * rows];
     let mut wrow = vec![0.0f32; cols];
@@ -368,6 +369,33 @@ fn simd_matches_scalar() {
                     }
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn simd_activation_quantiser_is_bit_identical() {
+    let mut rng = Rng::new(6);
+    for k in runnable_variants() {
+        for case in 0..6 {
+            let scale = [1.0, 1e-30, 3e4, 0.0, 1.0, 100.0][case];
+            let mut v: [f32; QK] = core::array::from_fn(|_| rng.f32() * scale);
+            if case == 4 {
+                // exact halves: round-half-away-from-zero must agree
+                v = core::array::from_fn(|i| {
+                    (i as f32 - 16.0) * 0.5 + if i == 0 { 127.0 * 0.5 } else { 0.0 }
+                });
+            }
+            let (mut a, mut b) = ([0i8; QK], [0i8; QK]);
+            let want = super::act::quantize_full_block(&v, &mut a);
+            // SAFETY: the variant is runnable on this CPU.
+            let got = unsafe { (k.table.act)(&v, &mut b) };
+            assert_eq!(
+                (want.0.to_bits(), want.1.to_bits(), a),
+                (got.0.to_bits(), got.1.to_bits(), b),
+                "{} case {case}",
+                k.variant().name()
+            );
         }
     }
 }
