@@ -19,6 +19,8 @@ mod scalar;
 use crate::exec::Executor;
 use crate::quant::{matrix_bytes, row_bytes, QuantType};
 use act::QActs;
+use alloc::vec;
+use alloc::vec::Vec;
 #[cfg(target_arch = "aarch64")]
 pub use features::read_aarch64_id_regs;
 #[cfg(target_arch = "x86_64")]
@@ -139,6 +141,8 @@ impl<'a> MatRef<'a> {
 
 /// Max rows / activation columns of one kernel call.
 pub(crate) const TILE: usize = 4;
+/// Weight rows whose prefill results are buffered before going to `out` (a multiple of TILE).
+const ROW_BLOCK: usize = 64;
 /// Kernel output: `tile[c][r]` = dot(weight row r, activation row c).
 pub(crate) type Tile = [[f32; TILE]; TILE];
 
@@ -320,31 +324,62 @@ impl Kernels {
             let r_begin = (t * per_task * TILE).min(rows);
             let r_end = ((t + 1) * per_task * TILE).min(rows);
             let mut tile: Tile = [[0.0; TILE]; TILE];
-            let mut r0 = r_begin;
-            while r0 < r_end {
-                let nr = TILE.min(r_end - r0);
-                let wt = &w.data[r0 * rb..(r0 + nr) * rb];
-                let mut b0 = 0;
-                while b0 < batch {
-                    let nc = TILE.min(batch - b0);
-                    // SAFETY: the table only holds functions whose CPU features `select` /
-                    // `with_variant` checked; slices are in bounds by construction.
-                    unsafe {
-                        match (qtile, acts) {
-                            (Some(f), Some(a)) => f(wt, nr, a, b0, nc, &mut tile),
-                            _ => f32tile(wt, nr, cols, x, b0, nc, &mut tile),
+            // Prefill writes go through a [batch][ROW_BLOCK] buffer and leave in whole runs of
+            // ROW_BLOCK floats: writing 4 floats per activation row straight into `out` touches
+            // `batch` lines `rows * 4` bytes apart, which alias in the caches for large `rows`.
+            let mut buf = if batch > 1 {
+                vec![0.0f32; batch * ROW_BLOCK]
+            } else {
+                Vec::new()
+            };
+            let mut blk = r_begin;
+            while blk < r_end {
+                let blk_end = (blk + ROW_BLOCK).min(r_end);
+                let mut r0 = blk;
+                while r0 < blk_end {
+                    let nr = TILE.min(blk_end - r0);
+                    let wt = &w.data[r0 * rb..(r0 + nr) * rb];
+                    let mut b0 = 0;
+                    while b0 < batch {
+                        let nc = TILE.min(batch - b0);
+                        // SAFETY: the table only holds functions whose CPU features `select` /
+                        // `with_variant` checked; slices are in bounds by construction.
+                        unsafe {
+                            match (qtile, acts) {
+                                (Some(f), Some(a)) => f(wt, nr, a, b0, nc, &mut tile),
+                                _ => f32tile(wt, nr, cols, x, b0, nc, &mut tile),
+                            }
                         }
-                    }
-                    for (c, tc) in tile.iter().enumerate().take(nc) {
-                        for (r, &v) in tc.iter().enumerate().take(nr) {
-                            // SAFETY: (b0 + c) < batch and r0 + r < rows, so the index is in
-                            // `out`; tasks own disjoint row ranges, so no two write one element.
-                            unsafe { *shared.0.add((b0 + c) * rows + r0 + r) = v };
+                        for (c, tc) in tile.iter().enumerate().take(nc) {
+                            if batch > 1 {
+                                let at = (b0 + c) * ROW_BLOCK + r0 - blk;
+                                buf[at..at + nr].copy_from_slice(&tc[..nr]);
+                            } else {
+                                for (r, &v) in tc.iter().enumerate().take(nr) {
+                                    // SAFETY: r0 + r < rows, in `out`; tasks own disjoint rows.
+                                    unsafe { *shared.0.add(r0 + r) = v };
+                                }
+                            }
                         }
+                        b0 += nc;
                     }
-                    b0 += nc;
+                    r0 += nr;
                 }
-                r0 += nr;
+                if batch > 1 {
+                    for b in 0..batch {
+                        let src = &buf[b * ROW_BLOCK..b * ROW_BLOCK + blk_end - blk];
+                        // SAFETY: b < batch and blk_end <= rows, so the run is inside `out`;
+                        // tasks own disjoint row ranges.
+                        unsafe {
+                            core::ptr::copy_nonoverlapping(
+                                src.as_ptr(),
+                                shared.0.add(b * rows + blk),
+                                src.len(),
+                            )
+                        };
+                    }
+                }
+                blk = blk_end;
             }
         };
         if tasks == 1 {

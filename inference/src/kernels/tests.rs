@@ -94,7 +94,7 @@ fn random_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.f32() * scale).collect()
 }
 
-const SHAPES: [(usize, usize, usize); 9] = [
+const SHAPES: [(usize, usize, usize); 10] = [
     // (rows, cols, batch): tails, odd row counts, batch 1 and > 1
     (1, 32, 1),
     (3, 32, 1),
@@ -105,6 +105,7 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (17, 33, 2),
     (13, 288, 7),
     (4, 1, 1),
+    (133, 40, 5), // several ROW_BLOCKs, the last one partial
 ];
 
 #[test]
@@ -341,6 +342,7 @@ fn simd_matches_scalar() {
         (33, 288, 7),
         (8, 576, 9),
         (3, 1, 1),
+        (133, 40, 5),
     ];
     for k in runnable_variants() {
         for qt in QuantType::ALL {
