@@ -43,28 +43,52 @@ macro_rules! avx512_kernels {
                 _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
             }
 
+            /// Two Q4 blocks' nibbles as [x0 lo, x1 lo, x0 hi, x1 hi] (16 bytes each): one
+            /// shift and one mask for both blocks. The activations are permuted to match
+            /// (`load_act`), once per block pair instead of once per weight row.
             #[inline]
             #[target_feature(enable = $feat)]
-            unsafe fn nibbles(p: *const u8) -> __m256i {
-                let x = _mm_loadu_si128(p as *const __m128i);
-                let v = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
-                _mm256_and_si256(v, _mm256_set1_epi8(0x0f))
+            unsafe fn nibble_pair(p0: *const u8, p1: *const u8, two: bool) -> __m512i {
+                let x0 = _mm_loadu_si128(p0 as *const __m128i);
+                let x1 = if two {
+                    _mm_loadu_si128(p1 as *const __m128i)
+                } else {
+                    _mm_setzero_si128()
+                };
+                let v = _mm256_set_m128i(x1, x0);
+                let z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+                _mm512_and_si512(z, _mm512_set1_epi8(0x0f))
             }
 
-            /// [a x 8, b x 8]
+            /// Q8_0: [a x 8, b x 8] (block order); Q4: [a x 4, b x 4, a x 4, b x 4] (nibble_pair order).
             #[inline]
             #[target_feature(enable = $feat)]
-            unsafe fn pair(a: f32, b: f32) -> __m512 {
-                _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a), _mm512_set1_ps(b))
+            unsafe fn pair<const Q: u8>(a: f32, b: f32) -> __m512 {
+                let mask = if Q == 0 { 0xff00 } else { 0xf0f0 };
+                _mm512_mask_blend_ps(mask, _mm512_set1_ps(a), _mm512_set1_ps(b))
             }
 
             /// Activation blocks i and i + 1 (zeros past the row end).
             #[inline]
             #[target_feature(enable = $feat)]
-            unsafe fn load_act(a: &ActRow, i: usize, two: bool) -> (__m512i, f32, f32, f32, f32) {
+            unsafe fn load_act<const Q: u8>(
+                a: &ActRow,
+                i: usize,
+                two: bool,
+            ) -> (__m512i, f32, f32, f32, f32) {
                 let p = a.qs.as_ptr().add(i * QK) as *const i8;
+                let v = if two {
+                    _mm512_loadu_si512(p as *const _)
+                } else {
+                    _mm512_maskz_loadu_epi8(0xffff_ffff, p)
+                };
+                // Q4: 128-bit lanes [a0 0..15, a0 16..31, a1 0..15, a1 16..31] -> [0, 2, 1, 3].
+                let v = if Q == 0 {
+                    v
+                } else {
+                    _mm512_shuffle_i64x2(v, v, 0b11_01_10_00)
+                };
                 if two {
-                    let v = _mm512_loadu_si512(p as *const _);
                     (
                         v,
                         *a.d.get_unchecked(i),
@@ -73,7 +97,6 @@ macro_rules! avx512_kernels {
                         *a.s.get_unchecked(i + 1),
                     )
                 } else {
-                    let v = _mm512_maskz_loadu_epi8(0xffff_ffff, p);
                     (v, *a.d.get_unchecked(i), 0.0, *a.s.get_unchecked(i), 0.0)
                 }
             }
@@ -107,22 +130,22 @@ macro_rules! avx512_kernels {
                         };
                         (join(lo, hi), d0, d1, 0.0, 0.0)
                     }
-                    1 => {
-                        let hi = if two {
-                            nibbles(b1.add(2))
-                        } else {
-                            _mm256_setzero_si256()
-                        };
-                        (join(nibbles(b0.add(2)), hi), d0, d1, -8.0 * d0, -8.0 * d1)
-                    }
+                    1 => (
+                        nibble_pair(b0.add(2), b1.add(2), two),
+                        d0,
+                        d1,
+                        -8.0 * d0,
+                        -8.0 * d1,
+                    ),
                     _ => {
-                        let hi = if two {
-                            nibbles(b1.add(4))
-                        } else {
-                            _mm256_setzero_si256()
-                        };
                         let m1 = if two { f16_at(b1.add(2)) } else { 0.0 };
-                        (join(nibbles(b0.add(4)), hi), d0, d1, f16_at(b0.add(2)), m1)
+                        (
+                            nibble_pair(b0.add(4), b1.add(4), two),
+                            d0,
+                            d1,
+                            f16_at(b0.add(2)),
+                            m1,
+                        )
                     }
                 }
             }
@@ -164,13 +187,13 @@ macro_rules! avx512_kernels {
                     // Per-row scale and offset vectors ([block i] x 8, [block i+1] x 8); the
                     // offset is spread over 8 lanes (m / 8 each) so it folds into the same
                     // accumulator with one FMA instead of scalar work per row and column.
-                    let dwv: [__m512; NR] = core::array::from_fn(|r| pair(wb[r].1, wb[r].2));
+                    let dwv: [__m512; NR] = core::array::from_fn(|r| pair::<Q>(wb[r].1, wb[r].2));
                     let mv: [__m512; NR] =
-                        core::array::from_fn(|r| pair(wb[r].3 * 0.125, wb[r].4 * 0.125));
+                        core::array::from_fn(|r| pair::<Q>(wb[r].3 * 0.125, wb[r].4 * 0.125));
                     for c in 0..NC {
-                        let (av, da0, da1, sa0, sa1) = load_act(&a[c], i, two);
-                        let dav = pair(da0, da1);
-                        let sv = pair(sa0, sa1);
+                        let (av, da0, da1, sa0, sa1) = load_act::<Q>(&a[c], i, two);
+                        let dav = pair::<Q>(da0, da1);
+                        let sv = pair::<Q>(sa0, sa1);
                         for r in 0..NR {
                             let s = if Q == 0 {
                                 _mm512_mask_sub_epi8(av, neg[r], _mm512_setzero_si512(), av)
