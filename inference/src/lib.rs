@@ -5,6 +5,24 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+// Kernels side (see CONTRACT.md).
 pub mod exec;
 pub mod kernels;
 pub mod quant;
+
+// Engine side.
+pub mod chat;
+pub mod config;
+pub mod format;
+pub mod forward;
+pub mod generate;
+pub mod model;
+pub mod sampler;
+pub mod tokenizer;
+
+pub use config::Config;
+pub use forward::{forward, ActivationStats, ForwardError, Logits, State};
+pub use generate::{Engine, GenerateError, GenerateParams, Generation, StopReason, Timings};
+pub use model::{LoadError, Model};
+pub use sampler::{Sampler, SamplerConfig};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,397 @@
+//! The transformer forward pass, llama2.c `run.c` style: RMSNorm, interleaved-pair RoPE,
+//! grouped-query attention over a KV cache, SwiGLU FFN, classifier.
+//!
+//! `forward` takes a run of tokens starting at `pos`: several tokens (prefill) go through every
+//! matmul as one matrix x matrix product (batch = tokens); one token (decode) is a matrix x
+//! vector product. The element-wise maths follows run.c operation for operation so that f32
+//! weights reproduce llama2.c's output bit for bit.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::config::Config;
+use crate::exec::Executor;
+use crate::kernels::Kernels;
+use crate::model::{Matrix, Model};
+use crate::quant::dequantize_row;
+
+/// Which logits `forward` computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only for the last token of the run (generation).
+    Last,
+    /// For every token of the run, `tokens.len() * vocab` values (teacher forcing, tests).
+    All,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForwardError {
+    /// A token id is not below the vocabulary size.
+    TokenOutOfRange(u32),
+    /// `pos + tokens.len()` exceeds the KV cache.
+    ContextFull {
+        needed: usize,
+        capacity: usize,
+    },
+    EmptyInput,
+}
+
+impl core::fmt::Display for ForwardError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ForwardError::TokenOutOfRange(t) => write!(f, "token id {t} out of range"),
+            ForwardError::ContextFull { needed, capacity } => {
+                write!(
+                    f,
+                    "context full: {needed} positions needed, {capacity} available"
+                )
+            }
+            ForwardError::EmptyInput => write!(f, "no tokens"),
+        }
+    }
+}
+
+/// Sums of squares of every matmul input, per input column, over all tokens seen: the
+/// importance weights the converter's quantiser uses (llama.cpp calls this an imatrix).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivationStats {
+    pub tokens: usize,
+    pub layers: Vec<LayerStats>,
+    /// Input of the classifier (final-normed hidden state).
+    pub classifier_in: Vec<f32>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerStats {
+    /// Input of wq, wk, wv.
+    pub attn_in: Vec<f32>,
+    /// Input of wo.
+    pub wo_in: Vec<f32>,
+    /// Input of w1, w3.
+    pub ffn_in: Vec<f32>,
+    /// Input of w2.
+    pub w2_in: Vec<f32>,
+}
+
+impl ActivationStats {
+    pub fn new(c: &Config) -> Self {
+        let layer = LayerStats {
+            attn_in: vec![0.0; c.dim],
+            wo_in: vec![0.0; c.dim],
+            ffn_in: vec![0.0; c.dim],
+            w2_in: vec![0.0; c.hidden_dim],
+        };
+        ActivationStats {
+            tokens: 0,
+            layers: vec![layer; c.n_layers],
+            classifier_in: vec![0.0; c.dim],
+        }
+    }
+}
+
+/// Adds the squares of each row of `x` (rows of `acc.len()` values) into `acc`.
+fn accumulate_squares(acc: &mut [f32], x: &[f32], rows: usize) {
+    for row in x.chunks_exact(acc.len()).take(rows) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v * v;
+        }
+    }
+}
+
+/// Activations and KV cache for one sequence.
+pub struct State {
+    /// When set, `forward` accumulates matmul input statistics here (calibration).
+    pub stats: Option<ActivationStats>,
+    /// Most tokens processed by one batched step (longer runs are chunked).
+    batch: usize,
+    /// KV cache length in positions.
+    max_seq: usize,
+    x: Vec<f32>,
+    xb: Vec<f32>,
+    xb2: Vec<f32>,
+    hb: Vec<f32>,
+    hb2: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    /// [layer][position][kv_dim]
+    key_cache: Vec<f32>,
+    value_cache: Vec<f32>,
+    /// RoPE cos/sin for one position, head_dim/2 each.
+    rope_cos: Vec<f32>,
+    rope_sin: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl State {
+    /// Buffers for contexts of up to `max_seq` positions (capped at the model's `seq_len`)
+    /// and prefill batches of up to `batch` tokens.
+    pub fn new(c: &Config, max_seq: usize, batch: usize) -> State {
+        let max_seq = max_seq.clamp(1, c.seq_len);
+        let batch = batch.max(1);
+        let kv = c.kv_dim();
+        State {
+            stats: None,
+            batch,
+            max_seq,
+            x: vec![0.0; batch * c.dim],
+            xb: vec![0.0; batch * c.dim],
+            xb2: vec![0.0; batch * c.dim],
+            hb: vec![0.0; batch * c.hidden_dim],
+            hb2: vec![0.0; batch * c.hidden_dim],
+            q: vec![0.0; batch * c.dim],
+            k: vec![0.0; batch * kv],
+            v: vec![0.0; batch * kv],
+            att: vec![0.0; max_seq],
+            key_cache: vec![0.0; c.n_layers * max_seq * kv],
+            value_cache: vec![0.0; c.n_layers * max_seq * kv],
+            rope_cos: vec![0.0; c.head_dim() / 2],
+            rope_sin: vec![0.0; c.head_dim() / 2],
+            logits: Vec::new(),
+        }
+    }
+
+    /// Context capacity in positions.
+    pub fn max_seq(&self) -> usize {
+        self.max_seq
+    }
+}
+
+/// run.c `rmsnorm`.
+fn rmsnorm(o: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+    let mut ss = 0.0f32;
+    for &v in x {
+        ss += v * v;
+    }
+    ss /= x.len() as f32;
+    ss += eps;
+    ss = 1.0 / libm::sqrtf(ss);
+    for j in 0..x.len() {
+        o[j] = weight[j] * (ss * x[j]);
+    }
+}
+
+/// run.c `softmax`, in place.
+fn softmax(x: &mut [f32]) {
+    let mut max = x[0];
+    for &v in &x[1..] {
+        if v > max {
+            max = v;
+        }
+    }
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = libm::expf(*v - max);
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// Rotates interleaved pairs (v[2i], v[2i+1]) of each head by the position's angles.
+fn rope(v: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    for head in v.chunks_exact_mut(head_dim) {
+        for i in 0..head_dim / 2 {
+            let (v0, v1) = (head[2 * i], head[2 * i + 1]);
+            head[2 * i] = v0 * cos[i] - v1 * sin[i];
+            head[2 * i + 1] = v0 * sin[i] + v1 * cos[i];
+        }
+    }
+}
+
+/// Angles for position `pos`: freq_i = theta^(-2i/head_dim), as run.c computes them.
+fn rope_angles(pos: usize, head_dim: usize, theta: f32, cos: &mut [f32], sin: &mut [f32]) {
+    for i in 0..head_dim / 2 {
+        let freq = 1.0 / libm::powf(theta, (2 * i) as f32 / head_dim as f32);
+        let val = pos as f32 * freq;
+        cos[i] = libm::cosf(val);
+        sin[i] = libm::sinf(val);
+    }
+}
+
+fn matmul(k: &Kernels, exec: &dyn Executor, w: &Matrix, x: &[f32], batch: usize, out: &mut [f32]) {
+    k.matmul(
+        w.as_ref(),
+        &x[..batch * w.cols],
+        batch,
+        &mut out[..batch * w.rows],
+        exec,
+    );
+}
+
+/// Runs `tokens` at positions `pos..pos + tokens.len()` and returns the requested logits.
+pub fn forward<'s>(
+    model: &Model,
+    s: &'s mut State,
+    tokens: &[u32],
+    pos: usize,
+    which: Logits,
+    kernels: &Kernels,
+    exec: &dyn Executor,
+) -> Result<&'s [f32], ForwardError> {
+    let c = &model.config;
+    if tokens.is_empty() {
+        return Err(ForwardError::EmptyInput);
+    }
+    if let Some(&t) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+        return Err(ForwardError::TokenOutOfRange(t));
+    }
+    let needed = pos.saturating_add(tokens.len());
+    if needed > s.max_seq {
+        return Err(ForwardError::ContextFull {
+            needed,
+            capacity: s.max_seq,
+        });
+    }
+    let vocab = c.vocab_size;
+    s.logits.clear();
+    let mut done = 0;
+    for chunk in tokens.chunks(s.batch) {
+        let last = done + chunk.len() == tokens.len();
+        forward_chunk(model, s, chunk, pos + done, kernels, exec);
+        let (from, rows) = match which {
+            Logits::All => (0, chunk.len()),
+            Logits::Last if last => (chunk.len() - 1, 1),
+            Logits::Last => (0, 0),
+        };
+        if rows > 0 {
+            let start = s.logits.len();
+            s.logits.resize(start + rows * vocab, 0.0);
+            let cls = model.weights.classifier();
+            let x = &s.x[from * c.dim..(from + rows) * c.dim];
+            matmul(kernels, exec, cls, x, rows, &mut s.logits[start..]);
+        }
+        done += chunk.len();
+    }
+    Ok(&s.logits)
+}
+
+/// One batched step; leaves the final-normed hidden states in `s.x`.
+fn forward_chunk(
+    model: &Model,
+    s: &mut State,
+    tokens: &[u32],
+    pos: usize,
+    kernels: &Kernels,
+    exec: &dyn Executor,
+) {
+    let c = &model.config;
+    let w = &model.weights;
+    let (dim, hidden, hs) = (c.dim, c.hidden_dim, c.head_dim());
+    let kv_dim = c.kv_dim();
+    let kv_mul = c.n_heads / c.n_kv_heads;
+    let n = tokens.len();
+    let eps = c.norm_eps;
+
+    // Token embeddings (dequantised rows of the embedding matrix).
+    for (b, &t) in tokens.iter().enumerate() {
+        let e = &w.tok_embeddings;
+        dequantize_row(e.qtype, e.row(t as usize), &mut s.x[b * dim..(b + 1) * dim]);
+    }
+
+    for (l, lw) in w.layers.iter().enumerate() {
+        // Attention block.
+        for b in 0..n {
+            let r = b * dim..(b + 1) * dim;
+            rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.attention_norm, eps);
+        }
+        if let Some(st) = s.stats.as_mut() {
+            accumulate_squares(&mut st.layers[l].attn_in, &s.xb, n);
+        }
+        matmul(kernels, exec, &lw.wq, &s.xb, n, &mut s.q);
+        matmul(kernels, exec, &lw.wk, &s.xb, n, &mut s.k);
+        matmul(kernels, exec, &lw.wv, &s.xb, n, &mut s.v);
+
+        let layer_off = l * s.max_seq * kv_dim;
+        for b in 0..n {
+            let p = pos + b;
+            rope_angles(p, hs, c.rope_theta, &mut s.rope_cos, &mut s.rope_sin);
+            rope(
+                &mut s.q[b * dim..(b + 1) * dim],
+                hs,
+                &s.rope_cos,
+                &s.rope_sin,
+            );
+            rope(
+                &mut s.k[b * kv_dim..(b + 1) * kv_dim],
+                hs,
+                &s.rope_cos,
+                &s.rope_sin,
+            );
+            let at = layer_off + p * kv_dim;
+            s.key_cache[at..at + kv_dim].copy_from_slice(&s.k[b * kv_dim..(b + 1) * kv_dim]);
+            s.value_cache[at..at + kv_dim].copy_from_slice(&s.v[b * kv_dim..(b + 1) * kv_dim]);
+        }
+
+        // Causal attention: token b sees positions 0..=pos+b.
+        let scale = libm::sqrtf(hs as f32);
+        for b in 0..n {
+            let p = pos + b;
+            for h in 0..c.n_heads {
+                let q = &s.q[b * dim + h * hs..b * dim + (h + 1) * hs];
+                let kv_off = (h / kv_mul) * hs;
+                let att = &mut s.att[..=p];
+                for (t, a) in att.iter_mut().enumerate() {
+                    let k = &s.key_cache[layer_off + t * kv_dim + kv_off..][..hs];
+                    let mut score = 0.0f32;
+                    for i in 0..hs {
+                        score += q[i] * k[i];
+                    }
+                    *a = score / scale;
+                }
+                softmax(att);
+                let out = &mut s.xb[b * dim + h * hs..b * dim + (h + 1) * hs];
+                out.fill(0.0);
+                for (t, &a) in att.iter().enumerate() {
+                    let v = &s.value_cache[layer_off + t * kv_dim + kv_off..][..hs];
+                    for i in 0..hs {
+                        out[i] += a * v[i];
+                    }
+                }
+            }
+        }
+        if let Some(st) = s.stats.as_mut() {
+            accumulate_squares(&mut st.layers[l].wo_in, &s.xb, n);
+        }
+        matmul(kernels, exec, &lw.wo, &s.xb, n, &mut s.xb2);
+        for i in 0..n * dim {
+            s.x[i] += s.xb2[i];
+        }
+
+        // SwiGLU feed-forward block: w2(silu(w1 x) * w3 x).
+        for b in 0..n {
+            let r = b * dim..(b + 1) * dim;
+            rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.ffn_norm, eps);
+        }
+        if let Some(st) = s.stats.as_mut() {
+            accumulate_squares(&mut st.layers[l].ffn_in, &s.xb, n);
+        }
+        matmul(kernels, exec, &lw.w1, &s.xb, n, &mut s.hb);
+        matmul(kernels, exec, &lw.w3, &s.xb, n, &mut s.hb2);
+        for i in 0..n * hidden {
+            let mut val = s.hb[i];
+            val *= 1.0 / (1.0 + libm::expf(-val));
+            val *= s.hb2[i];
+            s.hb[i] = val;
+        }
+        if let Some(st) = s.stats.as_mut() {
+            accumulate_squares(&mut st.layers[l].w2_in, &s.hb, n);
+        }
+        matmul(kernels, exec, &lw.w2, &s.hb, n, &mut s.xb);
+        for i in 0..n * dim {
+            s.x[i] += s.xb[i];
+        }
+    }
+
+    for b in 0..n {
+        let r = b * dim..(b + 1) * dim;
+        s.xb[r.clone()].copy_from_slice(&s.x[r.clone()]);
+        rmsnorm(&mut s.x[r.clone()], &s.xb[r], &w.norm, eps);
+    }
+    if let Some(st) = s.stats.as_mut() {
+        accumulate_squares(&mut st.classifier_in, &s.x, n);
+        st.tokens += n;
+    }
+}

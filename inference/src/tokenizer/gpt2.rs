@@ -1,0 +1,136 @@
+//! GPT-2 byte-level BPE (SmolLM2). Tokens are stored as raw bytes (the converter undoes the
+//! GPT-2 byte-to-unicode alphabet), so encoding starts from one token per byte and applies
+//! merges lowest rank first within each pre-token.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use super::pretokenize::pretokenize;
+use super::{TokenizerError, Vocab};
+use crate::format::token_type;
+
+#[derive(Clone, Debug)]
+pub struct Gpt2Tokenizer {
+    pub(super) vocab: Vocab,
+    /// Token of each single byte.
+    byte_token: [u32; 256],
+    /// (left << 32 | right) -> (rank, merged token).
+    merges: BTreeMap<u64, (u32, u32)>,
+    /// Control / user-defined tokens recognised in text when `special` is on, longest first.
+    specials: Vec<u32>,
+}
+
+fn is_special(ty: u8) -> bool {
+    ty == token_type::CONTROL || ty == token_type::USER_DEFINED
+}
+
+impl Gpt2Tokenizer {
+    pub(super) fn new(vocab: Vocab) -> Result<Self, TokenizerError> {
+        let n = vocab.tokens.len() as u32;
+        // Ordinary tokens sorted by bytes, to find merge results and byte tokens.
+        let mut sorted: Vec<u32> = (0..n)
+            .filter(|&i| !is_special(vocab.types[i as usize]))
+            .collect();
+        sorted.sort_by(|&a, &b| vocab.tokens[a as usize].cmp(&vocab.tokens[b as usize]));
+        let lookup = |bytes: &[u8]| {
+            sorted
+                .binary_search_by(|&id| vocab.tokens[id as usize].as_slice().cmp(bytes))
+                .ok()
+                .map(|i| sorted[i])
+        };
+        let mut byte_token = [0u32; 256];
+        for (b, slot) in byte_token.iter_mut().enumerate() {
+            *slot = lookup(&[b as u8]).ok_or(TokenizerError::MissingByteToken(b as u8))?;
+        }
+        let mut merges = BTreeMap::new();
+        let mut joined = Vec::new();
+        for (rank, &(a, b)) in vocab.merges.iter().enumerate() {
+            if a >= n || b >= n {
+                return Err(TokenizerError::IdOutOfRange(a.max(b)));
+            }
+            joined.clear();
+            joined.extend_from_slice(&vocab.tokens[a as usize]);
+            joined.extend_from_slice(&vocab.tokens[b as usize]);
+            let merged = lookup(&joined).ok_or(TokenizerError::MergeWithoutToken(rank as u32))?;
+            // The first (lowest-rank) occurrence of a pair wins.
+            merges
+                .entry(((a as u64) << 32) | b as u64)
+                .or_insert((rank as u32, merged));
+        }
+        let mut specials: Vec<u32> = (0..n)
+            .filter(|&i| {
+                is_special(vocab.types[i as usize]) && !vocab.tokens[i as usize].is_empty()
+            })
+            .collect();
+        specials.sort_by_key(|&i| core::cmp::Reverse(vocab.tokens[i as usize].len()));
+        Ok(Gpt2Tokenizer {
+            vocab,
+            byte_token,
+            merges,
+            specials,
+        })
+    }
+
+    pub(super) fn encode_into(&self, text: &str, special: bool, out: &mut Vec<u32>) {
+        if !special || self.specials.is_empty() {
+            self.encode_plain(text, out);
+            return;
+        }
+        let bytes = text.as_bytes();
+        let mut plain_start = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let hit = self.specials.iter().copied().find(|&id| {
+                let t = &self.vocab.tokens[id as usize];
+                bytes[i..].starts_with(t)
+            });
+            match hit {
+                Some(id) => {
+                    // Special tokens are ASCII-delimited in practice; slicing at a non
+                    // character boundary cannot happen because `t` is valid UTF-8 that
+                    // matched at byte i of a str, but guard anyway.
+                    if let Some(seg) = text.get(plain_start..i) {
+                        self.encode_plain(seg, out);
+                    }
+                    out.push(id);
+                    i += self.vocab.tokens[id as usize].len();
+                    plain_start = i;
+                }
+                None => i += 1,
+            }
+        }
+        if let Some(seg) = text.get(plain_start..) {
+            self.encode_plain(seg, out);
+        }
+    }
+
+    fn encode_plain(&self, text: &str, out: &mut Vec<u32>) {
+        let mut syms: Vec<u32> = Vec::new();
+        for piece in pretokenize(text) {
+            syms.clear();
+            syms.extend(piece.bytes().map(|b| self.byte_token[b as usize]));
+            loop {
+                let mut best: Option<(u32, usize, u32)> = None;
+                for i in 0..syms.len().saturating_sub(1) {
+                    let key = ((syms[i] as u64) << 32) | syms[i + 1] as u64;
+                    if let Some(&(rank, merged)) = self.merges.get(&key) {
+                        if best.is_none_or(|(r, _, _)| rank < r) {
+                            best = Some((rank, i, merged));
+                        }
+                    }
+                }
+                let Some((_, i, merged)) = best else { break };
+                syms[i] = merged;
+                syms.remove(i + 1);
+            }
+            out.extend_from_slice(&syms);
+        }
+    }
+
+    pub(super) fn decode_token(&self, id: u32) -> &[u8] {
+        match self.vocab.types.get(id as usize) {
+            None | Some(&token_type::CONTROL) => &[],
+            Some(_) => &self.vocab.tokens[id as usize],
+        }
+    }
+}
