@@ -231,6 +231,104 @@ fn matref_rejects_bad_sizes() {
 }
 
 #[test]
+fn selection_prefers_the_best_supported_variant() {
+    let avx2 = CpuFeatures {
+        avx2: true,
+        fma: true,
+        f16c: true,
+        ..CpuFeatures::default()
+    };
+    let avx512 = CpuFeatures {
+        avx512f: true,
+        avx512bw: true,
+        avx512vl: true,
+        ..avx2
+    };
+    let vnni = CpuFeatures {
+        avx512vnni: true,
+        ..avx512
+    };
+    let neon = CpuFeatures {
+        neon: true,
+        ..CpuFeatures::default()
+    };
+    let dot = CpuFeatures {
+        dotprod: true,
+        ..neon
+    };
+    let mm = CpuFeatures { i8mm: true, ..dot };
+    let x86 = cfg!(target_arch = "x86_64");
+    let arm = cfg!(target_arch = "aarch64");
+    let cases = [
+        (
+            avx2,
+            if x86 {
+                KernelVariant::Avx2
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        (
+            avx512,
+            if x86 {
+                KernelVariant::Avx512
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        (
+            vnni,
+            if x86 {
+                KernelVariant::Avx512Vnni
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        // AVX2 without FMA is not enough for the AVX2 kernels.
+        (CpuFeatures { fma: false, ..avx2 }, KernelVariant::Scalar),
+        (
+            neon,
+            if arm {
+                KernelVariant::Neon
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        (
+            dot,
+            if arm {
+                KernelVariant::NeonDotprod
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        (
+            mm,
+            if arm {
+                KernelVariant::NeonI8mm
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        // i8mm without dotprod: the i8mm variant uses sdot for decode.
+        (
+            CpuFeatures {
+                dotprod: false,
+                ..mm
+            },
+            if arm {
+                KernelVariant::Neon
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+    ];
+    for (f, want) in cases {
+        assert_eq!(Kernels::select(&f).variant(), want, "{f:?}");
+    }
+}
+
+#[test]
 fn selection_follows_features() {
     assert_eq!(
         Kernels::select(&CpuFeatures::default()).variant(),
