@@ -71,14 +71,15 @@ done
 export BENCH_PROMPT=$(printf 'Once upon a time, in a small village at the edge of a great forest, there lived a curious little girl who loved to explore. %.0s' 1 2 3 4)
 "$LLAMA_VENV/bin/python" inference/bench/llama_e2e.py "$GGUF" "$ROOT/build/gguf" $THREADS \
     2> "$OUT/llama-e2e.log" | tee "$OUT/llama-e2e.tsv"
-if cargo build -q --release -p mk-models 2>/dev/null && target/release/mk-models help 2>&1 | grep -q generate; then
+MK=${CARGO_TARGET_DIR:-target}/release/mk-models
+if cargo build -q --release -p mk-models 2>/dev/null && "$MK" help 2>&1 | grep -q generate; then
     for q in q4_1 q8_0 q4_0; do
         M=$ROOT/build/models/smollm2-135m-instruct.$q.safetensors
-        [ -f "$M" ] || { mkdir -p "$ROOT/build/models"; target/release/mk-models convert gguf "$GGUF" --quant $q -o "$M"; }
+        [ -f "$M" ] || { mkdir -p "$ROOT/build/models"; "$MK" convert gguf "$GGUF" --quant $q -o "$M"; }
         for t in $THREADS; do
             best_p=0; best_d=0
             for rep in 1 2 3; do
-                line=$(target/release/mk-models generate --model "$M" --prompt "$BENCH_PROMPT" \
+                line=$("$MK" generate --model "$M" --prompt "$BENCH_PROMPT" \
                     --max-tokens 64 --temperature 0 --threads $t 2>&1 >/dev/null | grep 'prefill .* tok/s')
                 p=$(sed -n 's/.*prefill \([0-9.]*\) tok\/s.*/\1/p' <<< "$line")
                 d=$(sed -n 's/.*decode \([0-9.]*\) tok\/s.*/\1/p' <<< "$line")
