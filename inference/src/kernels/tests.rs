@@ -499,3 +499,38 @@ fn simd_activation_quantiser_is_bit_identical() {
         }
     }
 }
+
+#[test]
+fn weights_at_odd_addresses() {
+    // Tensors inside a model file start wherever the file puts them: no alignment assumed.
+    let mut rng = Rng::new(7);
+    let scalar = Kernels::with_variant(KernelVariant::Scalar, &CpuFeatures::default()).unwrap();
+    let (rows, cols, batch) = (9, 100, 3);
+    let wf = random_vec(&mut rng, rows * cols, 1.0);
+    let xbuf = random_vec(&mut rng, batch * cols + 1, 1.0);
+    let x = &xbuf[1..]; // activations off their natural alignment too
+    for qt in QuantType::ALL {
+        let data = quantize_matrix(qt, &wf, rows, cols);
+        let mut want = vec![0.0; batch * rows];
+        scalar.matmul(
+            MatRef::new(qt, rows, cols, &data).unwrap(),
+            x,
+            batch,
+            &mut want,
+            &Inline,
+        );
+        for off in 1..4 {
+            let mut buf = vec![0u8; data.len() + off];
+            buf[off..].copy_from_slice(&data);
+            let w = MatRef::new(qt, rows, cols, &buf[off..]).unwrap();
+            for k in core::iter::once(scalar).chain(runnable_variants()) {
+                let mut got = vec![0.0; batch * rows];
+                k.matmul(w, x, batch, &mut got, &Inline);
+                for (g, s) in got.iter().zip(&want) {
+                    let ok = (g - s).abs() <= 1e-4 * s.abs().max(1.0);
+                    assert!(ok, "{} {qt:?} off {off}: {g} vs {s}", k.variant().name());
+                }
+            }
+        }
+    }
+}
