@@ -9,6 +9,28 @@ use crate::quant::{abs, round_i32, QK};
 use alloc::vec;
 use alloc::vec::Vec;
 
+/// Quantises one whole block: writes 32 quants, returns `(d, d * sum(q))`.
+pub(crate) type FullBlockFn = unsafe fn(&[f32; QK], &mut [i8; QK]) -> (f32, f32);
+
+/// Reference block quantiser (`vals.len() <= 32`; the rest of `qs` is left zero):
+/// d = max|v| / 127, q = round-half-away(v / d).
+pub(crate) fn quantize_block(vals: &[f32], qs: &mut [i8; QK]) -> (f32, f32) {
+    let amax = vals.iter().fold(0.0f32, |m, &v| m.max(abs(v)));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(vals) {
+        let qi = round_i32(v * id);
+        *q = qi as i8;
+        sum += qi;
+    }
+    (d, d * sum as f32)
+}
+
+pub(crate) fn quantize_full_block(vals: &[f32; QK], qs: &mut [i8; QK]) -> (f32, f32) {
+    quantize_block(vals, qs)
+}
+
 pub(crate) struct QActs {
     /// Blocks per row.
     pub nb: usize,
@@ -29,8 +51,9 @@ pub(crate) struct ActRow<'a> {
 }
 
 impl QActs {
-    /// Quantises `batch` rows of `cols` values from `x`.
-    pub fn quantize(x: &[f32], cols: usize, batch: usize) -> QActs {
+    /// Quantises `batch` rows of `cols` values from `x`; whole blocks go through `full`, a
+    /// variant's SIMD copy of [`quantize_block`] (same arithmetic, so the same bits).
+    pub fn quantize(x: &[f32], cols: usize, batch: usize, full: FullBlockFn) -> QActs {
         let nb = cols.div_ceil(QK);
         let mut a = QActs {
             nb,
@@ -43,18 +66,15 @@ impl QActs {
             for blk in 0..nb {
                 let start = blk * QK;
                 let vals = &row[start..(start + QK).min(cols)];
-                let amax = vals.iter().fold(0.0f32, |m, &v| m.max(abs(v)));
-                let d = amax / 127.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                let qs = &mut a.qs[(b * nb + blk) * QK..][..QK];
-                let mut sum = 0i32;
-                for (q, &v) in qs.iter_mut().zip(vals) {
-                    let qi = round_i32(v * id);
-                    *q = qi as i8;
-                    sum += qi;
-                }
+                let qs: &mut [i8; QK] =
+                    (&mut a.qs[(b * nb + blk) * QK..][..QK]).try_into().unwrap();
+                let (d, s) = match <&[f32; QK]>::try_from(vals) {
+                    // SAFETY: `full` comes from the selected kernel table (features checked).
+                    Ok(v) => unsafe { full(v, qs) },
+                    Err(_) => quantize_block(vals, qs),
+                };
                 a.d[b * nb + blk] = d;
-                a.s[b * nb + blk] = d * sum as f32;
+                a.s[b * nb + blk] = s;
             }
         }
         a

@@ -13,6 +13,15 @@ use super::Tile;
 use crate::quant::{Q4_0_BLOCK, Q4_1_BLOCK, Q8_0_BLOCK, QK};
 use core::arch::x86_64::*;
 
+/// Software prefetch distance along the weights (bytes). Four interleaved row streams defeat
+/// the hardware streamer on DRAM-resident matrices (measured: Q8_0 49152x576 went from ~5 ms to
+/// ~1 ms per call); fetching the same block of the next row tile keeps one tile of lead.
+#[inline(always)]
+pub(crate) fn prefetch_distance(nr: usize, rb: usize) -> usize {
+    (2 * nr * rb).max(PREFETCH_MIN)
+}
+pub(crate) const PREFETCH_MIN: usize = 1024;
+
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
@@ -64,11 +73,13 @@ unsafe fn load_act(a: &ActRow, i: usize) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows_q8_0<const NR: usize>(w: *const u8, rb: usize, a: &ActRow) -> [f32; NR] {
     let mut acc = [_mm256_setzero_ps(); NR];
+    let pf = prefetch_distance(NR, rb);
     for i in 0..a.d.len() {
         let av = load_act(a, i);
         let da = *a.d.get_unchecked(i);
         for (r, acc) in acc.iter_mut().enumerate() {
             let blk = w.add(r * rb + i * Q8_0_BLOCK);
+            _mm_prefetch::<_MM_HINT_T0>(blk.add(pf) as *const i8);
             let wv = _mm256_loadu_si256(blk.add(2) as *const __m256i);
             let p = _mm256_cvtepi32_ps(dot_i8_i8(wv, av));
             *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk) * da), p, *acc);
@@ -92,12 +103,14 @@ unsafe fn rows_q4<const NR: usize, const Q41: bool>(
     };
     let mut acc = [_mm256_setzero_ps(); NR];
     let mut corr = [0.0f32; NR];
+    let pf = prefetch_distance(NR, rb);
     for i in 0..a.d.len() {
         let av = load_act(a, i);
         let da = *a.d.get_unchecked(i);
         let sa = *a.s.get_unchecked(i);
         for r in 0..NR {
             let blk = w.add(r * rb + i * bs);
+            _mm_prefetch::<_MM_HINT_T0>(blk.add(pf) as *const i8);
             let dw = f16_at(blk);
             let m = if Q41 { f16_at(blk.add(2)) } else { -8.0 * dw };
             let p = _mm256_cvtepi32_ps(dot_u8_i8(nibbles(blk.add(qoff)), av));
@@ -131,3 +144,39 @@ macro_rules! tile_fn {
 tile_fn!(tile_q8_0, rows_q8_0);
 tile_fn!(tile_q4_0, rows_q4, false);
 tile_fn!(tile_q4_1, rows_q4, true);
+
+/// [`super::act::quantize_block`] for a whole block, same arithmetic (so the same bits):
+/// max |v| -> d = amax / 127, q = trunc(v * id + copysign(0.5, v * id)).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn quantize_block(v: &[f32; QK], qs: &mut [i8; QK]) -> (f32, f32) {
+    let p = v.as_ptr();
+    let x: [__m256; 4] = core::array::from_fn(|k| _mm256_loadu_ps(p.add(8 * k)));
+    let sign = _mm256_set1_ps(-0.0);
+    let mut m = _mm256_andnot_ps(sign, x[0]);
+    for xk in &x[1..] {
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, *xk));
+    }
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    let d = _mm_cvtss_f32(m4) / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let half = _mm256_set1_ps(0.5);
+    let q: [__m256i; 4] = core::array::from_fn(|k| {
+        let t = _mm256_mul_ps(x[k], id);
+        _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, sign), half)))
+    });
+    let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
+    let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b10_11_00_01));
+    let sum = _mm_cvtsi128_si32(s4);
+    // packs work per 128-bit lane: restore element order with one dword permute.
+    let b = _mm256_packs_epi16(
+        _mm256_packs_epi32(q[0], q[1]),
+        _mm256_packs_epi32(q[2], q[3]),
+    );
+    let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, b);
+    (d, d * sum as f32)
+}

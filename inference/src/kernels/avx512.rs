@@ -43,28 +43,52 @@ macro_rules! avx512_kernels {
                 _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
             }
 
+            /// Two Q4 blocks' nibbles as [x0 lo, x1 lo, x0 hi, x1 hi] (16 bytes each): one
+            /// shift and one mask for both blocks. The activations are permuted to match
+            /// (`load_act`), once per block pair instead of once per weight row.
             #[inline]
             #[target_feature(enable = $feat)]
-            unsafe fn nibbles(p: *const u8) -> __m256i {
-                let x = _mm_loadu_si128(p as *const __m128i);
-                let v = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
-                _mm256_and_si256(v, _mm256_set1_epi8(0x0f))
+            unsafe fn nibble_pair(p0: *const u8, p1: *const u8, two: bool) -> __m512i {
+                let x0 = _mm_loadu_si128(p0 as *const __m128i);
+                let x1 = if two {
+                    _mm_loadu_si128(p1 as *const __m128i)
+                } else {
+                    _mm_setzero_si128()
+                };
+                let v = _mm256_set_m128i(x1, x0);
+                let z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+                _mm512_and_si512(z, _mm512_set1_epi8(0x0f))
             }
 
-            /// [a x 8, b x 8]
+            /// Q8_0: [a x 8, b x 8] (block order); Q4: [a x 4, b x 4, a x 4, b x 4] (nibble_pair order).
             #[inline]
             #[target_feature(enable = $feat)]
-            unsafe fn pair(a: f32, b: f32) -> __m512 {
-                _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a), _mm512_set1_ps(b))
+            unsafe fn pair<const Q: u8>(a: f32, b: f32) -> __m512 {
+                let mask = if Q == 0 { 0xff00 } else { 0xf0f0 };
+                _mm512_mask_blend_ps(mask, _mm512_set1_ps(a), _mm512_set1_ps(b))
             }
 
             /// Activation blocks i and i + 1 (zeros past the row end).
             #[inline]
             #[target_feature(enable = $feat)]
-            unsafe fn load_act(a: &ActRow, i: usize, two: bool) -> (__m512i, f32, f32, f32, f32) {
+            unsafe fn load_act<const Q: u8>(
+                a: &ActRow,
+                i: usize,
+                two: bool,
+            ) -> (__m512i, f32, f32, f32, f32) {
                 let p = a.qs.as_ptr().add(i * QK) as *const i8;
+                let v = if two {
+                    _mm512_loadu_si512(p as *const _)
+                } else {
+                    _mm512_maskz_loadu_epi8(0xffff_ffff, p)
+                };
+                // Q4: 128-bit lanes [a0 0..15, a0 16..31, a1 0..15, a1 16..31] -> [0, 2, 1, 3].
+                let v = if Q == 0 {
+                    v
+                } else {
+                    _mm512_shuffle_i64x2(v, v, 0b11_01_10_00)
+                };
                 if two {
-                    let v = _mm512_loadu_si512(p as *const _);
                     (
                         v,
                         *a.d.get_unchecked(i),
@@ -73,7 +97,6 @@ macro_rules! avx512_kernels {
                         *a.s.get_unchecked(i + 1),
                     )
                 } else {
-                    let v = _mm512_maskz_loadu_epi8(0xffff_ffff, p);
                     (v, *a.d.get_unchecked(i), 0.0, *a.s.get_unchecked(i), 0.0)
                 }
             }
@@ -85,11 +108,16 @@ macro_rules! avx512_kernels {
                 row: *const u8,
                 i: usize,
                 two: bool,
+                pf: usize,
             ) -> (__m512i, f32, f32, f32, f32) {
                 // Q: 0 = Q8_0, 1 = Q4_0, 2 = Q4_1
                 let bs = [Q8_0_BLOCK, Q4_0_BLOCK, Q4_1_BLOCK][Q as usize];
                 let b0 = row.add(i * bs);
                 let b1 = b0.add(bs);
+                _mm_prefetch::<_MM_HINT_T0>(b0.add(pf) as *const i8);
+                if Q == 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(b1.add(pf) as *const i8);
+                }
                 let d0 = f16_at(b0);
                 let d1 = if two { f16_at(b1) } else { 0.0 };
                 match Q {
@@ -102,22 +130,22 @@ macro_rules! avx512_kernels {
                         };
                         (join(lo, hi), d0, d1, 0.0, 0.0)
                     }
-                    1 => {
-                        let hi = if two {
-                            nibbles(b1.add(2))
-                        } else {
-                            _mm256_setzero_si256()
-                        };
-                        (join(nibbles(b0.add(2)), hi), d0, d1, -8.0 * d0, -8.0 * d1)
-                    }
+                    1 => (
+                        nibble_pair(b0.add(2), b1.add(2), two),
+                        d0,
+                        d1,
+                        -8.0 * d0,
+                        -8.0 * d1,
+                    ),
                     _ => {
-                        let hi = if two {
-                            nibbles(b1.add(4))
-                        } else {
-                            _mm256_setzero_si256()
-                        };
                         let m1 = if two { f16_at(b1.add(2)) } else { 0.0 };
-                        (join(nibbles(b0.add(4)), hi), d0, d1, f16_at(b0.add(2)), m1)
+                        (
+                            nibble_pair(b0.add(4), b1.add(4), two),
+                            d0,
+                            d1,
+                            f16_at(b0.add(2)),
+                            m1,
+                        )
                     }
                 }
             }
@@ -135,11 +163,12 @@ macro_rules! avx512_kernels {
                 let a: [ActRow; NC] = core::array::from_fn(|c| acts.row(b0 + c));
                 let nb = acts.nb;
                 let mut acc = [[_mm512_setzero_ps(); NR]; NC];
-                let mut corr = [[0.0f32; NR]; NC];
+                let pf = super::super::avx2::prefetch_distance(NR, rb);
                 let mut i = 0;
                 while i < nb {
                     let two = i + 1 < nb;
-                    let wb: [_; NR] = core::array::from_fn(|r| load_w::<Q>(w.add(r * rb), i, two));
+                    let wb: [_; NR] =
+                        core::array::from_fn(|r| load_w::<Q>(w.add(r * rb), i, two, pf));
                     // Q8_0: |w| as the unsigned operand, sign(w) moved onto the activations.
                     let neg: [__mmask64; NR] = core::array::from_fn(|r| {
                         if Q == 0 {
@@ -155,8 +184,16 @@ macro_rules! avx512_kernels {
                             wb[r].0
                         }
                     });
+                    // Per-row scale and offset vectors ([block i] x 8, [block i+1] x 8); the
+                    // offset is spread over 8 lanes (m / 8 each) so it folds into the same
+                    // accumulator with one FMA instead of scalar work per row and column.
+                    let dwv: [__m512; NR] = core::array::from_fn(|r| pair::<Q>(wb[r].1, wb[r].2));
+                    let mv: [__m512; NR] =
+                        core::array::from_fn(|r| pair::<Q>(wb[r].3 * 0.125, wb[r].4 * 0.125));
                     for c in 0..NC {
-                        let (av, da0, da1, sa0, sa1) = load_act(&a[c], i, two);
+                        let (av, da0, da1, sa0, sa1) = load_act::<Q>(&a[c], i, two);
+                        let dav = pair::<Q>(da0, da1);
+                        let sv = pair::<Q>(sa0, sa1);
                         for r in 0..NR {
                             let s = if Q == 0 {
                                 _mm512_mask_sub_epi8(av, neg[r], _mm512_setzero_si512(), av)
@@ -164,10 +201,9 @@ macro_rules! avx512_kernels {
                                 av
                             };
                             let p = _mm512_cvtepi32_ps(dot_u8_i8(wu[r], s));
-                            let (_, dw0, dw1, m0, m1) = wb[r];
-                            acc[c][r] = _mm512_fmadd_ps(pair(dw0 * da0, dw1 * da1), p, acc[c][r]);
+                            acc[c][r] = _mm512_fmadd_ps(_mm512_mul_ps(dwv[r], dav), p, acc[c][r]);
                             if Q != 0 {
-                                corr[c][r] += m0 * sa0 + m1 * sa1;
+                                acc[c][r] = _mm512_fmadd_ps(mv[r], sv, acc[c][r]);
                             }
                         }
                     }
@@ -175,7 +211,7 @@ macro_rules! avx512_kernels {
                 }
                 for c in 0..NC {
                     for r in 0..NR {
-                        out[c][r] = _mm512_reduce_add_ps(acc[c][r]) + corr[c][r];
+                        out[c][r] = _mm512_reduce_add_ps(acc[c][r]);
                     }
                 }
             }

@@ -11,6 +11,7 @@ mod act;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod features;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod scalar;
@@ -18,6 +19,13 @@ mod scalar;
 use crate::exec::Executor;
 use crate::quant::{matrix_bytes, row_bytes, QuantType};
 use act::QActs;
+use alloc::vec;
+use alloc::vec::Vec;
+#[cfg(target_arch = "aarch64")]
+pub use features::read_aarch64_id_regs;
+#[cfg(target_arch = "x86_64")]
+pub use features::read_x86_cpuid;
+pub use features::{Aarch64IdRegs, X86Cpuid};
 
 /// CPU features the kernels may use. `Default` is none: the scalar path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -133,6 +141,8 @@ impl<'a> MatRef<'a> {
 
 /// Max rows / activation columns of one kernel call.
 pub(crate) const TILE: usize = 4;
+/// Weight rows whose prefill results are buffered before going to `out` (a multiple of TILE).
+const ROW_BLOCK: usize = 64;
 /// Kernel output: `tile[c][r]` = dot(weight row r, activation row c).
 pub(crate) type Tile = [[f32; TILE]; TILE];
 
@@ -143,6 +153,7 @@ type F32TileFn = unsafe fn(&[u8], usize, usize, &[f32], usize, usize, &mut Tile)
 
 #[derive(Clone, Copy)]
 struct Table {
+    act: act::FullBlockFn,
     f32: F32TileFn,
     q8_0: QTileFn,
     q4_0: QTileFn,
@@ -150,6 +161,7 @@ struct Table {
 }
 
 const SCALAR: Table = Table {
+    act: act::quantize_full_block,
     f32: scalar::tile_f32,
     q8_0: scalar::tile_q8_0,
     q4_0: scalar::tile_q4_0,
@@ -202,6 +214,7 @@ impl Kernels {
             KernelVariant::Scalar => SCALAR,
             #[cfg(target_arch = "x86_64")]
             KernelVariant::Avx2 => Table {
+                act: avx2::quantize_block,
                 q8_0: avx2::tile_q8_0,
                 q4_0: avx2::tile_q4_0,
                 q4_1: avx2::tile_q4_1,
@@ -211,6 +224,7 @@ impl Kernels {
             KernelVariant::Avx512 => {
                 use avx512::plain as k;
                 Table {
+                    act: avx2::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -221,6 +235,7 @@ impl Kernels {
             KernelVariant::Avx512Vnni => {
                 use avx512::vnni as k;
                 Table {
+                    act: avx2::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -231,6 +246,7 @@ impl Kernels {
             KernelVariant::Neon => {
                 use neon::plain as k;
                 Table {
+                    act: k::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -241,6 +257,7 @@ impl Kernels {
             KernelVariant::NeonDotprod => {
                 use neon::dotprod as k;
                 Table {
+                    act: k::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -251,6 +268,7 @@ impl Kernels {
             KernelVariant::NeonI8mm => {
                 use neon::i8mm as k;
                 Table {
+                    act: k::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -285,7 +303,7 @@ impl Kernels {
         }
         let acts = match w.qtype {
             QuantType::F32 => None,
-            _ => Some(QActs::quantize(x, cols, batch)),
+            _ => Some(QActs::quantize(x, cols, batch, self.table.act)),
         };
         let qtile = match w.qtype {
             QuantType::F32 => None,
@@ -306,31 +324,62 @@ impl Kernels {
             let r_begin = (t * per_task * TILE).min(rows);
             let r_end = ((t + 1) * per_task * TILE).min(rows);
             let mut tile: Tile = [[0.0; TILE]; TILE];
-            let mut r0 = r_begin;
-            while r0 < r_end {
-                let nr = TILE.min(r_end - r0);
-                let wt = &w.data[r0 * rb..(r0 + nr) * rb];
-                let mut b0 = 0;
-                while b0 < batch {
-                    let nc = TILE.min(batch - b0);
-                    // SAFETY: the table only holds functions whose CPU features `select` /
-                    // `with_variant` checked; slices are in bounds by construction.
-                    unsafe {
-                        match (qtile, acts) {
-                            (Some(f), Some(a)) => f(wt, nr, a, b0, nc, &mut tile),
-                            _ => f32tile(wt, nr, cols, x, b0, nc, &mut tile),
+            // Prefill writes go through a [batch][ROW_BLOCK] buffer and leave in whole runs of
+            // ROW_BLOCK floats: writing 4 floats per activation row straight into `out` touches
+            // `batch` lines `rows * 4` bytes apart, which alias in the caches for large `rows`.
+            let mut buf = if batch > 1 {
+                vec![0.0f32; batch * ROW_BLOCK]
+            } else {
+                Vec::new()
+            };
+            let mut blk = r_begin;
+            while blk < r_end {
+                let blk_end = (blk + ROW_BLOCK).min(r_end);
+                let mut r0 = blk;
+                while r0 < blk_end {
+                    let nr = TILE.min(blk_end - r0);
+                    let wt = &w.data[r0 * rb..(r0 + nr) * rb];
+                    let mut b0 = 0;
+                    while b0 < batch {
+                        let nc = TILE.min(batch - b0);
+                        // SAFETY: the table only holds functions whose CPU features `select` /
+                        // `with_variant` checked; slices are in bounds by construction.
+                        unsafe {
+                            match (qtile, acts) {
+                                (Some(f), Some(a)) => f(wt, nr, a, b0, nc, &mut tile),
+                                _ => f32tile(wt, nr, cols, x, b0, nc, &mut tile),
+                            }
                         }
-                    }
-                    for (c, tc) in tile.iter().enumerate().take(nc) {
-                        for (r, &v) in tc.iter().enumerate().take(nr) {
-                            // SAFETY: (b0 + c) < batch and r0 + r < rows, so the index is in
-                            // `out`; tasks own disjoint row ranges, so no two write one element.
-                            unsafe { *shared.0.add((b0 + c) * rows + r0 + r) = v };
+                        for (c, tc) in tile.iter().enumerate().take(nc) {
+                            if batch > 1 {
+                                let at = (b0 + c) * ROW_BLOCK + r0 - blk;
+                                buf[at..at + nr].copy_from_slice(&tc[..nr]);
+                            } else {
+                                for (r, &v) in tc.iter().enumerate().take(nr) {
+                                    // SAFETY: r0 + r < rows, in `out`; tasks own disjoint rows.
+                                    unsafe { *shared.0.add(r0 + r) = v };
+                                }
+                            }
                         }
+                        b0 += nc;
                     }
-                    b0 += nc;
+                    r0 += nr;
                 }
-                r0 += nr;
+                if batch > 1 {
+                    for b in 0..batch {
+                        let src = &buf[b * ROW_BLOCK..b * ROW_BLOCK + blk_end - blk];
+                        // SAFETY: b < batch and blk_end <= rows, so the run is inside `out`;
+                        // tasks own disjoint row ranges.
+                        unsafe {
+                            core::ptr::copy_nonoverlapping(
+                                src.as_ptr(),
+                                shared.0.add(b * rows + blk),
+                                src.len(),
+                            )
+                        };
+                    }
+                }
+                blk = blk_end;
             }
         };
         if tasks == 1 {

@@ -185,6 +185,33 @@ macro_rules! neon_kernels {
                 }
             }
 
+            /// `act::quantize_block` for a whole block, same arithmetic (so the same bits).
+            #[target_feature(enable = $feat)]
+            pub(crate) unsafe fn quantize_block(v: &[f32; QK], qs: &mut [i8; QK]) -> (f32, f32) {
+                let p = v.as_ptr();
+                let x: [float32x4_t; 8] = core::array::from_fn(|k| vld1q_f32(p.add(4 * k)));
+                let mut m = vabsq_f32(x[0]);
+                for xk in &x[1..] {
+                    m = vmaxq_f32(m, vabsq_f32(*xk));
+                }
+                let d = vmaxvq_f32(m) / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                let sign = vdupq_n_u32(0x8000_0000);
+                let half = vreinterpretq_u32_f32(vdupq_n_f32(0.5));
+                let q: [int32x4_t; 8] = core::array::from_fn(|k| {
+                    let t = vmulq_n_f32(x[k], id);
+                    let h = vreinterpretq_f32_u32(vorrq_u32(vandq_u32(vreinterpretq_u32_f32(t), sign), half));
+                    vcvtq_s32_f32(vaddq_f32(t, h)) // truncates toward zero, like `as i32`
+                });
+                let mut sum = vdupq_n_s32(0);
+                for k in 0..4 {
+                    sum = vaddq_s32(sum, vaddq_s32(q[2 * k], q[2 * k + 1]));
+                    let h = vcombine_s16(vqmovn_s32(q[2 * k]), vqmovn_s32(q[2 * k + 1]));
+                    vst1_s8(qs.as_mut_ptr().add(8 * k), vqmovn_s16(h));
+                }
+                (d, d * vaddvq_s32(sum) as f32)
+            }
+
             #[target_feature(enable = $feat)]
             pub(crate) unsafe fn tile_q8_0(w: &[u8], nr: usize, acts: &QActs, b0: usize, nc: usize, out: &mut Tile) {
                 tile_q::<0>(w, nr, acts, b0, nc, out)

@@ -16,6 +16,10 @@ fn dot_f32_row(w: &[u8], x: &[f32]) -> f32 {
 }
 
 /// F32 tile: `nr` weight rows × `nc` activation rows starting at `b0`.
+///
+/// Four rows are summed side by side: each sum still runs in ascending column order (so the
+/// result is bit-identical), but four independent add chains keep the FPU busy instead of
+/// waiting on one chain's latency.
 pub(crate) fn tile_f32(
     w: &[u8],
     nr: usize,
@@ -26,10 +30,27 @@ pub(crate) fn tile_f32(
     out: &mut Tile,
 ) {
     let rb = 4 * cols;
-    for c in 0..nc {
+    for (c, oc) in out.iter_mut().enumerate().take(nc) {
         let xr = &x[(b0 + c) * cols..(b0 + c + 1) * cols];
-        for r in 0..nr {
-            out[c][r] = dot_f32_row(&w[r * rb..(r + 1) * rb], xr);
+        if nr == 4 {
+            let (r0, rest) = w.split_at(rb);
+            let (r1, rest) = rest.split_at(rb);
+            let (r2, r3) = rest.split_at(rb);
+            let mut v = [0.0f32; 4];
+            for (j, &xv) in xr.iter().enumerate() {
+                let at = |r: &[u8]| {
+                    f32::from_le_bytes([r[4 * j], r[4 * j + 1], r[4 * j + 2], r[4 * j + 3]])
+                };
+                v[0] += at(r0) * xv;
+                v[1] += at(r1) * xv;
+                v[2] += at(r2) * xv;
+                v[3] += at(r3) * xv;
+            }
+            *oc = v;
+        } else {
+            for (r, o) in oc.iter_mut().enumerate().take(nr) {
+                *o = dot_f32_row(&w[r * rb..(r + 1) * rb], xr);
+            }
         }
     }
 }

@@ -66,7 +66,8 @@ pub(crate) fn quantize_matrix(qt: QuantType, w: &[f32], rows: usize, cols: usize
 fn reference(w: MatRef, x: &[f32], batch: usize) -> (Vec<f64>, Vec<f64>) {
     let (rows, cols) = (w.rows, w.cols);
     let rb = row_bytes(w.qtype, cols);
-    let acts = (w.qtype != QuantType::F32).then(|| QActs::quantize(x, cols, batch));
+    let acts = (w.qtype != QuantType::F32)
+        .then(|| QActs::quantize(x, cols, batch, super::act::quantize_full_block));
     let mut out = vec![0.0; batch * rows];
     let mut mag = vec![0.0; batch * rows];
     let mut wrow = vec![0.0f32; cols];
@@ -93,7 +94,7 @@ fn random_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.f32() * scale).collect()
 }
 
-const SHAPES: [(usize, usize, usize); 9] = [
+const SHAPES: [(usize, usize, usize); 10] = [
     // (rows, cols, batch): tails, odd row counts, batch 1 and > 1
     (1, 32, 1),
     (3, 32, 1),
@@ -104,6 +105,7 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (17, 33, 2),
     (13, 288, 7),
     (4, 1, 1),
+    (133, 40, 5), // several ROW_BLOCKs, the last one partial
 ];
 
 #[test]
@@ -229,6 +231,104 @@ fn matref_rejects_bad_sizes() {
 }
 
 #[test]
+fn selection_prefers_the_best_supported_variant() {
+    let avx2 = CpuFeatures {
+        avx2: true,
+        fma: true,
+        f16c: true,
+        ..CpuFeatures::default()
+    };
+    let avx512 = CpuFeatures {
+        avx512f: true,
+        avx512bw: true,
+        avx512vl: true,
+        ..avx2
+    };
+    let vnni = CpuFeatures {
+        avx512vnni: true,
+        ..avx512
+    };
+    let neon = CpuFeatures {
+        neon: true,
+        ..CpuFeatures::default()
+    };
+    let dot = CpuFeatures {
+        dotprod: true,
+        ..neon
+    };
+    let mm = CpuFeatures { i8mm: true, ..dot };
+    let x86 = cfg!(target_arch = "x86_64");
+    let arm = cfg!(target_arch = "aarch64");
+    let cases = [
+        (
+            avx2,
+            if x86 {
+                KernelVariant::Avx2
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        (
+            avx512,
+            if x86 {
+                KernelVariant::Avx512
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        (
+            vnni,
+            if x86 {
+                KernelVariant::Avx512Vnni
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        // AVX2 without FMA is not enough for the AVX2 kernels.
+        (CpuFeatures { fma: false, ..avx2 }, KernelVariant::Scalar),
+        (
+            neon,
+            if arm {
+                KernelVariant::Neon
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        (
+            dot,
+            if arm {
+                KernelVariant::NeonDotprod
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        (
+            mm,
+            if arm {
+                KernelVariant::NeonI8mm
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+        // i8mm without dotprod: the i8mm variant uses sdot for decode.
+        (
+            CpuFeatures {
+                dotprod: false,
+                ..mm
+            },
+            if arm {
+                KernelVariant::Neon
+            } else {
+                KernelVariant::Scalar
+            },
+        ),
+    ];
+    for (f, want) in cases {
+        assert_eq!(Kernels::select(&f).variant(), want, "{f:?}");
+    }
+}
+
+#[test]
 fn selection_follows_features() {
     assert_eq!(
         Kernels::select(&CpuFeatures::default()).variant(),
@@ -340,6 +440,7 @@ fn simd_matches_scalar() {
         (33, 288, 7),
         (8, 576, 9),
         (3, 1, 1),
+        (133, 40, 5),
     ];
     for k in runnable_variants() {
         for qt in QuantType::ALL {
@@ -366,6 +467,68 @@ fn simd_matches_scalar() {
                     if qt == QuantType::F32 {
                         assert_eq!(got, want, "{}: f32 must stay bit-exact", k.variant().name());
                     }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_activation_quantiser_is_bit_identical() {
+    let mut rng = Rng::new(6);
+    for k in runnable_variants() {
+        for case in 0..6 {
+            let scale = [1.0, 1e-30, 3e4, 0.0, 1.0, 100.0][case];
+            let mut v: [f32; QK] = core::array::from_fn(|_| rng.f32() * scale);
+            if case == 4 {
+                // exact halves: round-half-away-from-zero must agree
+                v = core::array::from_fn(|i| {
+                    (i as f32 - 16.0) * 0.5 + if i == 0 { 127.0 * 0.5 } else { 0.0 }
+                });
+            }
+            let (mut a, mut b) = ([0i8; QK], [0i8; QK]);
+            let want = super::act::quantize_full_block(&v, &mut a);
+            // SAFETY: the variant is runnable on this CPU.
+            let got = unsafe { (k.table.act)(&v, &mut b) };
+            assert_eq!(
+                (want.0.to_bits(), want.1.to_bits(), a),
+                (got.0.to_bits(), got.1.to_bits(), b),
+                "{} case {case}",
+                k.variant().name()
+            );
+        }
+    }
+}
+
+#[test]
+fn weights_at_odd_addresses() {
+    // Tensors inside a model file start wherever the file puts them: no alignment assumed.
+    let mut rng = Rng::new(7);
+    let scalar = Kernels::with_variant(KernelVariant::Scalar, &CpuFeatures::default()).unwrap();
+    let (rows, cols, batch) = (9, 100, 3);
+    let wf = random_vec(&mut rng, rows * cols, 1.0);
+    let xbuf = random_vec(&mut rng, batch * cols + 1, 1.0);
+    let x = &xbuf[1..]; // activations off their natural alignment too
+    for qt in QuantType::ALL {
+        let data = quantize_matrix(qt, &wf, rows, cols);
+        let mut want = vec![0.0; batch * rows];
+        scalar.matmul(
+            MatRef::new(qt, rows, cols, &data).unwrap(),
+            x,
+            batch,
+            &mut want,
+            &Inline,
+        );
+        for off in 1..4 {
+            let mut buf = vec![0u8; data.len() + off];
+            buf[off..].copy_from_slice(&data);
+            let w = MatRef::new(qt, rows, cols, &buf[off..]).unwrap();
+            for k in core::iter::once(scalar).chain(runnable_variants()) {
+                let mut got = vec![0.0; batch * rows];
+                k.matmul(w, x, batch, &mut got, &Inline);
+                for (g, s) in got.iter().zip(&want) {
+                    let ok = (g - s).abs() <= 1e-4 * s.abs().max(1.0);
+                    assert!(ok, "{} {qt:?} off {off}: {g} vs {s}", k.variant().name());
                 }
             }
         }
