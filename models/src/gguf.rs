@@ -9,7 +9,10 @@ use inference::quant::{dequantize_row, f16_to_f32, row_bytes, QuantType};
 use inference::tokenizer::{TokenizerKind, Vocab};
 use inference::{Config, Model};
 
-use crate::requantize::requantize;
+use inference::exec::Inline;
+use inference::kernels::Kernels;
+
+use crate::requantize::{calibrate, requantize};
 use crate::{ConvertError, Quant};
 
 /// ggml tensor type codes.
@@ -562,11 +565,29 @@ fn default_system_prompt(template: &str) -> Option<String> {
     (!s.contains("{{") && !s.contains('\'') && !s.is_empty()).then(|| s.to_string())
 }
 
+/// Built-in calibration text for re-quantising GGUF models: prose, dialogue, code, numbers.
+const CALIBRATION_TEXT: &str = "<|im_start|>user\nCan you explain how rainbows form?<|im_end|>\n<|im_start|>assistant\nSure! A rainbow forms when sunlight enters raindrops, bends (refracts), reflects off the back of the drop and bends again on the way out. Each colour bends by a slightly different angle, so white light spreads into red, orange, yellow, green, blue and violet.<|im_end|>\nOnce upon a time, in a small village by the sea, there lived an old fisherman who told stories every evening. def mean(xs):\n    return sum(xs) / len(xs)  # average of 3, 5 and 10 is 6\nThe meeting is on 12 March 2024 at 09:30.";
+
 /// GGUF -> our model at `quant` (matrices already at that type are kept bit for bit).
+/// Matrices re-quantised to a 4-bit type are importance-weighted with activation statistics
+/// of the exact model on a built-in calibration text.
 pub fn convert(bytes: &[u8], quant: Quant) -> Result<Vec<u8>, ConvertError> {
     let exact = convert_exact(bytes)?;
     let model = Model::load(&exact).map_err(|e| ConvertError::Input(e.to_string()))?;
-    requantize(&model, quant, None)
+    let needs_rounding = matches!(quant, Quant::Q4_0 | Quant::Q4_1)
+        && model
+            .weights
+            .layers
+            .iter()
+            .any(|l| l.wq.qtype != quant.matrix_type());
+    let stats = if needs_rounding {
+        let kernels = Kernels::select(&crate::host::host_features());
+        let seq = model.tokenizer.encode(CALIBRATION_TEXT, true);
+        Some(calibrate(&model, &[seq], &kernels, &Inline))
+    } else {
+        None
+    };
+    requantize(&model, quant, stats.as_ref())
 }
 
 /// Writes an F32 GGUF with the same metadata as `bytes` and every tensor dequantised
