@@ -7,6 +7,12 @@
 //! the [`Executor`]'s workers.
 
 mod act;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod scalar;
 
 use crate::exec::Executor;
@@ -194,7 +200,64 @@ impl Kernels {
         }
         let table = match v {
             KernelVariant::Scalar => SCALAR,
-            _ => return None, // SIMD tables are added per ISA below
+            #[cfg(target_arch = "x86_64")]
+            KernelVariant::Avx2 => Table {
+                q8_0: avx2::tile_q8_0,
+                q4_0: avx2::tile_q4_0,
+                q4_1: avx2::tile_q4_1,
+                ..SCALAR
+            },
+            #[cfg(target_arch = "x86_64")]
+            KernelVariant::Avx512 => {
+                use avx512::plain as k;
+                Table {
+                    q8_0: k::tile_q8_0,
+                    q4_0: k::tile_q4_0,
+                    q4_1: k::tile_q4_1,
+                    ..SCALAR
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            KernelVariant::Avx512Vnni => {
+                use avx512::vnni as k;
+                Table {
+                    q8_0: k::tile_q8_0,
+                    q4_0: k::tile_q4_0,
+                    q4_1: k::tile_q4_1,
+                    ..SCALAR
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            KernelVariant::Neon => {
+                use neon::plain as k;
+                Table {
+                    q8_0: k::tile_q8_0,
+                    q4_0: k::tile_q4_0,
+                    q4_1: k::tile_q4_1,
+                    ..SCALAR
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            KernelVariant::NeonDotprod => {
+                use neon::dotprod as k;
+                Table {
+                    q8_0: k::tile_q8_0,
+                    q4_0: k::tile_q4_0,
+                    q4_1: k::tile_q4_1,
+                    ..SCALAR
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            KernelVariant::NeonI8mm => {
+                use neon::i8mm as k;
+                Table {
+                    q8_0: k::tile_q8_0,
+                    q4_0: k::tile_q4_0,
+                    q4_1: k::tile_q4_1,
+                    ..SCALAR
+                }
+            }
+            _ => return None,
         };
         Some(Kernels { variant: v, table })
     }
@@ -278,5 +341,7 @@ impl Kernels {
     }
 }
 
+#[cfg(all(test, target_arch = "x86_64"))]
+mod candle_oracle;
 #[cfg(test)]
 mod tests;

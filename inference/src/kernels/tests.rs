@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::exec::Inline;
-use crate::quant::{dequantize_row, quantize_row, QK};
+use crate::quant::{dequantize_row, quantize_row, Q8_0_BLOCK, QK};
 use alloc::vec;
 use alloc::vec::Vec;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -237,5 +237,137 @@ fn selection_follows_features() {
     for v in KernelVariant::ALL {
         let k = Kernels::with_variant(v, &CpuFeatures::default());
         assert_eq!(k.is_some(), v == KernelVariant::Scalar, "{v:?}");
+    }
+}
+
+/// Features of the machine running the tests (std detection is fine in tests).
+pub(crate) fn host_features() -> CpuFeatures {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        CpuFeatures {
+            avx2: has!("avx2"),
+            fma: has!("fma"),
+            f16c: has!("f16c"),
+            avx512f: has!("avx512f"),
+            avx512bw: has!("avx512bw"),
+            avx512vl: has!("avx512vl"),
+            avx512vnni: has!("avx512vnni"),
+            avxvnni: has!("avxvnni"),
+            ..CpuFeatures::default()
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        use std::arch::is_aarch64_feature_detected as has;
+        CpuFeatures {
+            neon: has!("neon"),
+            dotprod: has!("dotprod"),
+            i8mm: has!("i8mm"),
+            ..CpuFeatures::default()
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    CpuFeatures::default()
+}
+
+/// SIMD variants this machine can run; prints the ones it cannot so a skipped path is visible.
+fn runnable_variants() -> Vec<Kernels> {
+    let f = host_features();
+    let mut v = Vec::new();
+    for var in KernelVariant::ALL {
+        if var == KernelVariant::Scalar {
+            continue;
+        }
+        match Kernels::with_variant(var, &f) {
+            Some(k) => v.push(k),
+            None => std::println!("variant {} not runnable here ({f:?})", var.name()),
+        }
+    }
+    v
+}
+
+/// Inputs that stress the kernels: random, extreme and tiny scales, zero blocks, saturating
+/// quants (-128 in Q8_0 weights).
+fn edge_case_matrix(
+    qt: QuantType,
+    rng: &mut Rng,
+    rows: usize,
+    cols: usize,
+    case: usize,
+) -> Vec<u8> {
+    let scale = match case {
+        0 => 1.0,
+        1 => 6.0e4, // near the f16 maximum
+        2 => 1.0e-6,
+        _ => 3.0,
+    };
+    let mut wf = random_vec(rng, rows * cols, scale);
+    if case == 3 {
+        // zero blocks: every other block of every row
+        for r in 0..rows {
+            for c in 0..cols {
+                if (c / QK).is_multiple_of(2) {
+                    wf[r * cols + c] = 0.0;
+                }
+            }
+        }
+    }
+    let mut data = quantize_matrix(qt, &wf, rows, cols);
+    if case == 4 && qt == QuantType::Q8_0 {
+        // raw blocks with -128 (a valid ggml block the quantiser never makes)
+        for (i, b) in data.iter_mut().enumerate() {
+            if i % Q8_0_BLOCK >= 2 && i % 5 == 0 {
+                *b = 0x80;
+            }
+        }
+    }
+    data
+}
+
+#[test]
+fn simd_matches_scalar() {
+    let scalar = Kernels::with_variant(KernelVariant::Scalar, &CpuFeatures::default()).unwrap();
+    let mut rng = Rng::new(5);
+    let shapes = [
+        (1, 32, 1),
+        (4, 32, 1),
+        (5, 64, 2),
+        (7, 172, 1),
+        (9, 172, 5),
+        (16, 96, 4),
+        (17, 33, 3),
+        (33, 288, 7),
+        (8, 576, 9),
+        (3, 1, 1),
+    ];
+    for k in runnable_variants() {
+        for qt in QuantType::ALL {
+            for &(rows, cols, batch) in &shapes {
+                for case in 0..5 {
+                    let data = edge_case_matrix(qt, &mut rng, rows, cols, case);
+                    let x = random_vec(&mut rng, batch * cols, if case == 2 { 1e-3 } else { 2.0 });
+                    let w = MatRef::new(qt, rows, cols, &data).unwrap();
+                    let mut want = vec![f32::NAN; batch * rows];
+                    let mut got = vec![f32::NAN; batch * rows];
+                    scalar.matmul(w, &x, batch, &mut want, &Inline);
+                    k.matmul(w, &x, batch, &mut got, &Threads(2));
+                    let (_, mag) = reference(w, &x, batch);
+                    for i in 0..got.len() {
+                        let tol = 2e-6 * mag[i] + f32::MIN_POSITIVE as f64;
+                        assert!(
+                            (got[i] as f64 - want[i] as f64).abs() <= tol,
+                            "{} {qt:?} {rows}x{cols} b{batch} case {case} [{i}]: {} vs scalar {} (tol {tol})",
+                            k.variant().name(),
+                            got[i],
+                            want[i]
+                        );
+                    }
+                    if qt == QuantType::F32 {
+                        assert_eq!(got, want, "{}: f32 must stay bit-exact", k.variant().name());
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,16 @@
+# Make fragment for the MCP crates; the root Makefile includes it:
+#     include tools/mcp-cli/mcp.mk
+# and makes its `setup` depend on `mcp-setup`.
+#
+# mcp-setup: installs the pinned MCP Inspector CLI (package-lock.json) into build/node; the
+#            mcp-cli integration test drives the stdio bridge with it.
+# mcp-test:  the mcp crate's unit/fuzz tests and mcp-cli's integration tests.
+
+MCP_CLI_DIR := tools/mcp-cli
+
+.PHONY: mcp-setup mcp-test
+mcp-setup:
+	bash $(MCP_CLI_DIR)/inspector/install.sh
+
+mcp-test: mcp-setup
+	cargo test -p mcp -p mcp-cli

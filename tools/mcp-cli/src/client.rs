@@ -1,0 +1,154 @@
+//! A framed MCP client (legacy lifecycle, protocol 2025-11-25) for the CLI commands.
+
+use std::io::{Read, Write};
+
+use mcp::frame::{encode_frame, FrameDecoder, FrameEvent};
+use serde_json::{json, Value};
+
+use crate::target::Stream;
+
+pub const CLIENT_PROTOCOL: &str = "2025-11-25";
+
+pub struct Client {
+    stream: Stream,
+    decoder: FrameDecoder,
+    queued: std::collections::VecDeque<FrameEvent>,
+    next_id: u64,
+}
+
+impl Client {
+    pub fn new(stream: Stream, max_frame: usize) -> Self {
+        Client {
+            stream,
+            decoder: FrameDecoder::new(max_frame),
+            queued: Default::default(),
+            next_id: 1,
+        }
+    }
+
+    /// Opens the session: `initialize` then `notifications/initialized`.
+    pub fn initialize(&mut self) -> Result<Value, String> {
+        let result = self.request(
+            "initialize",
+            json!({
+                "protocolVersion": CLIENT_PROTOCOL,
+                "capabilities": {},
+                "clientInfo": { "name": "mcp-cli", "version": env!("CARGO_PKG_VERSION") }
+            }),
+            |_| {},
+        )?;
+        self.notify("notifications/initialized", json!({}))?;
+        Ok(result)
+    }
+
+    pub fn send(&mut self, message: &Value) -> Result<(), String> {
+        let bytes = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+        self.stream
+            .write_all(&encode_frame(&bytes))
+            .map_err(|e| format!("write to server failed: {e}"))
+    }
+
+    pub fn notify(&mut self, method: &str, params: Value) -> Result<(), String> {
+        self.send(&json!({ "jsonrpc": "2.0", "method": method, "params": params }))
+    }
+
+    /// Next message from the server (blocking).
+    pub fn recv(&mut self) -> Result<Value, String> {
+        loop {
+            if let Some(event) = self.queued.pop_front() {
+                return match event {
+                    FrameEvent::Frame(p) => serde_json::from_slice(&p)
+                        .map_err(|e| format!("server sent invalid JSON: {e}")),
+                    FrameEvent::Oversized { len, limit } => Err(format!(
+                        "server sent a {len}-byte frame, over the {limit}-byte limit"
+                    )),
+                    FrameEvent::Empty => Err("server sent an empty frame".into()),
+                };
+            }
+            let mut buf = [0u8; 8192];
+            let n = self
+                .stream
+                .read(&mut buf)
+                .map_err(|e| format!("read from server failed: {e}"))?;
+            if n == 0 {
+                return Err("server closed the connection".into());
+            }
+            let mut events = Vec::new();
+            self.decoder.feed(&buf[..n], &mut events);
+            self.queued.extend(events);
+        }
+    }
+
+    pub fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Sends a request and waits for its response; notifications that arrive meanwhile go
+    /// to `on_note`. A JSON-RPC error becomes `Err`.
+    pub fn request(
+        &mut self,
+        method: &str,
+        params: Value,
+        mut on_note: impl FnMut(&Value),
+    ) -> Result<Value, String> {
+        let id = self.next_id();
+        self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))?;
+        self.wait_for(&json!(id), &mut on_note)
+    }
+
+    /// Waits for the response to `id`.
+    pub fn wait_for(
+        &mut self,
+        id: &Value,
+        on_note: &mut dyn FnMut(&Value),
+    ) -> Result<Value, String> {
+        loop {
+            let msg = self.recv()?;
+            if msg.get("id") == Some(id) {
+                if let Some(err) = msg.get("error") {
+                    return Err(format!(
+                        "error {}: {}",
+                        err["code"],
+                        err["message"].as_str().unwrap_or("?")
+                    ));
+                }
+                return Ok(msg.get("result").cloned().unwrap_or(Value::Null));
+            }
+            if msg.get("method").is_some() {
+                on_note(&msg);
+            }
+            // Responses to other ids (e.g. a cancelled call that finished anyway) are dropped.
+        }
+    }
+
+    /// `tools/call`; returns the CallToolResult.
+    pub fn call_tool(
+        &mut self,
+        name: &str,
+        arguments: Value,
+        progress_token: Option<Value>,
+        on_note: impl FnMut(&Value),
+    ) -> Result<Value, String> {
+        let mut params = json!({ "name": name, "arguments": arguments });
+        if let Some(token) = progress_token {
+            params["_meta"] = json!({ "progressToken": token });
+        }
+        self.request("tools/call", params, on_note)
+    }
+}
+
+/// The text of a CallToolResult's content.
+pub fn result_text(result: &Value) -> String {
+    result["content"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|c| c["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}

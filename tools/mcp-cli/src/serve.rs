@@ -1,0 +1,174 @@
+//! `mcp-cli serve`: the host-side instance of the kernel's server loop (same `mcp` crate
+//! code, same framing) over TCP or a Unix socket, with the test tool set. Integration tests
+//! and local experiments use it in place of the VM.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::rc::Rc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mcp::{
+    Connection, ConnectionClosed, LogLevel, LogRing, ReadStatus, Server, ServerConfig, ServerLoop,
+};
+
+use crate::target::Stream;
+use crate::test_tools;
+
+/// A non-blocking host socket as an `mcp::Connection`.
+pub struct SocketConnection {
+    stream: Stream,
+}
+
+impl SocketConnection {
+    pub fn new(stream: Stream) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Ok(SocketConnection { stream })
+    }
+}
+
+impl Connection for SocketConnection {
+    fn try_read(&mut self, buf: &mut [u8]) -> ReadStatus {
+        match self.stream.read(buf) {
+            Ok(0) => ReadStatus::Closed,
+            Ok(n) => ReadStatus::Data(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                ReadStatus::WouldBlock
+            }
+            Err(_) => ReadStatus::Closed,
+        }
+    }
+
+    fn write_all(&mut self, mut data: &[u8]) -> Result<(), ConnectionClosed> {
+        while !data.is_empty() {
+            match self.stream.write(data) {
+                Ok(0) => return Err(ConnectionClosed),
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_micros(200))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(ConnectionClosed),
+            }
+        }
+        Ok(())
+    }
+}
+
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, String),
+}
+
+impl Listener {
+    fn accept(&self) -> io::Result<Option<Stream>> {
+        let result = match self {
+            Listener::Tcp(l) => l.accept().map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }),
+            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+        };
+        match result {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+pub struct ServeOptions {
+    pub tcp: Option<String>,
+    pub unix: Option<String>,
+    pub token_delay: Duration,
+    pub max_frame: usize,
+}
+
+/// Binds, prints `listening <tcp|unix> <address>` on stdout, and serves forever.
+pub fn run(opts: ServeOptions) -> Result<(), String> {
+    let listener = match (&opts.tcp, &opts.unix) {
+        (Some(addr), None) => {
+            let l = TcpListener::bind(addr).map_err(|e| format!("cannot bind tcp {addr}: {e}"))?;
+            let local = l.local_addr().map_err(|e| e.to_string())?;
+            println!("listening tcp {local}");
+            Listener::Tcp(l)
+        }
+        (None, Some(path)) => {
+            let l =
+                UnixListener::bind(path).map_err(|e| format!("cannot bind unix {path}: {e}"))?;
+            println!("listening unix {path}");
+            Listener::Unix(l, path.clone())
+        }
+        _ => return Err("serve needs exactly one of --tcp HOST:PORT or --unix PATH".into()),
+    };
+    io::stdout().flush().map_err(|e| e.to_string())?;
+    match &listener {
+        Listener::Tcp(l) => l.set_nonblocking(true),
+        Listener::Unix(l, _) => l.set_nonblocking(true),
+    }
+    .map_err(|e| e.to_string())?;
+
+    let start = Instant::now();
+    let log = Rc::new(RefCell::new(LogRing::new(4096)));
+    log.borrow_mut().push(
+        LogLevel::Info,
+        0,
+        "test server started (echo generator, no model)",
+    );
+    let config = ServerConfig {
+        name: "microkernelia-test".into(),
+        title: Some("microkernelia host test server".into()),
+        instructions: Some(
+            "Host test server: the infer tool echoes prompt words; no model is loaded.".into(),
+        ),
+        max_frame: opts.max_frame,
+        ..ServerConfig::default()
+    };
+    let tools = test_tools::registry(opts.token_delay, log.clone(), start);
+    let mut server_loop: ServerLoop<SocketConnection> = ServerLoop::new(Server::new(config, tools));
+    let mut idle_rounds = 0u32;
+    loop {
+        let mut busy = false;
+        while let Some(stream) = listener
+            .accept()
+            .map_err(|e| format!("accept failed: {e}"))?
+        {
+            busy = true;
+            match SocketConnection::new(stream) {
+                Ok(conn) => {
+                    let id = server_loop.add(conn);
+                    log.borrow_mut().push(
+                        LogLevel::Debug,
+                        test_tools::ms_since(start),
+                        format!("connection {} opened", id.0),
+                    );
+                }
+                Err(e) => eprintln!("serve: dropping a connection: {e}"),
+            }
+        }
+        busy |= server_loop.poll();
+        if busy {
+            idle_rounds = 0;
+        } else {
+            // Back off gently while idle; stay responsive while busy.
+            idle_rounds = idle_rounds.saturating_add(1);
+            let pause = if idle_rounds < 100 { 100 } else { 2000 };
+            thread::sleep(Duration::from_micros(pause));
+        }
+    }
+}
