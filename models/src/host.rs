@@ -21,3 +21,33 @@ pub fn host_features() -> CpuFeatures {
     }
     f
 }
+
+/// Executor over std threads: each `run` spreads tasks over `threads` scoped threads (the
+/// caller is one of them). Simple rather than fast: threads are spawned per call.
+pub struct ScopedThreads {
+    pub threads: usize,
+}
+
+impl inference::exec::Executor for ScopedThreads {
+    fn workers(&self) -> usize {
+        self.threads.max(1)
+    }
+
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= tasks {
+                break;
+            }
+            f(i);
+        };
+        std::thread::scope(|s| {
+            for _ in 1..self.workers().min(tasks) {
+                s.spawn(work);
+            }
+            work();
+        });
+    }
+}
