@@ -17,6 +17,7 @@ export CARGO_TERM_COLOR ?= never
 KERNEL_CARGO := cd kernel && RUSTC_BOOTSTRAP=1 $(CARGO) build --release
 BUILD_STD := -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem
 RUNNER := target/release/mk-run
+BOOT_TEST_TIMEOUT ?= 1200
 
 .PHONY: all setup runner test test-host test-boot clippy fmt
 all: build-x86
@@ -48,7 +49,7 @@ X86_MACHINE := $(if $(MACHINE),$(MACHINE),q35)
 X86_TARGET_JSON := $(CURDIR)/arch/targets/x86_64-microkernelia.json
 X86_KERNEL := kernel/target/x86_64-microkernelia/release/kernel
 
-.PHONY: build-x86 run-x86 test-boot-x86 check-float-x86 bench-boot-x86
+.PHONY: build-x86 run-x86 test-boot-x86 check-float-x86 bench-boot-x86 clippy-x86
 build-x86: setup
 	$(KERNEL_CARGO) --target $(X86_TARGET_JSON) $(BUILD_STD) -Zjson-target-spec
 
@@ -61,9 +62,17 @@ check-float-x86: build-x86 runner
 	$(RUNNER) check-float $(X86_KERNEL)
 
 # Boots q35 and microvm: self-tests, each fault in its own boot, timeouts.
+# Every boot has its own timeout in the runner; BOOT_TEST_TIMEOUT bounds the whole suite.
 test-boot-x86: build-x86 check-float-x86
-	MK_KERNEL_X86=$(CURDIR)/$(X86_KERNEL) $(CARGO) test --release -p ci --features vm \
-		--test boot_x86 -- --test-threads=2
+	MK_KERNEL_X86=$(CURDIR)/$(X86_KERNEL) timeout $(BOOT_TEST_TIMEOUT) \
+		$(CARGO) test --release -p ci --features vm --test boot_x86 -- --test-threads=2
+
+# Lints the bare-metal code (arch/src/x86_64, kernel) that `make clippy` cannot see.
+clippy-x86: setup
+	cd kernel && RUSTC_BOOTSTRAP=1 $(CARGO) clippy --release --target $(X86_TARGET_JSON) \
+		$(BUILD_STD) -Zjson-target-spec -- -D warnings
+	RUSTC_BOOTSTRAP=1 $(CARGO) clippy -p arch --release --target $(X86_TARGET_JSON) \
+		$(BUILD_STD) -Zjson-target-spec -- -D warnings
 
 bench-boot-x86: build-x86 runner
 	$(RUNNER) boot-time --machine q35 --machine microvm --kernel $(X86_KERNEL) --runs 11

@@ -5,7 +5,7 @@
 //!    `-cpu max` reports max leaf 0xd, so not there.
 //! 2. CPUID 0x16 (base MHz) — same.
 //! 3. Hypervisor leaf 0x40000010 (TSC kHz; KVM/VMware with `vmware-cpuid-freq`).
-//! 4. The PIT: channel 0 counts down 5 ms (read back with latch commands)
+//! 4. The PIT: channel 0 counts down 2 ms (±1 PIT tick = 0.04%) (read back with latch commands)
 //!    while we read the TSC. This is what q35 uses under TCG, and microvm with
 //!    `pit=on` (the runner keeps the PIT on for this reason).
 //! 5. Nothing (microvm with `pit=off` under TCG): assume 1 GHz and say so in
@@ -33,12 +33,12 @@ const SOURCES: [&str; 6] = [
     "cpuid 0x15 crystal",
     "cpuid 0x16 base frequency",
     "hypervisor cpuid 0x40000010",
-    "PIT channel 0, 5 ms",
+    "PIT channel 0, 2 ms",
     "no calibration source: assumed 1 GHz",
 ];
 
 const PIT_HZ: u64 = 1_193_182;
-const PIT_WINDOW_MS: u64 = 5;
+const PIT_WINDOW_MS: u64 = 2;
 
 fn rdtsc() -> u64 {
     // Safety: RDTSC is always available on x86_64.
