@@ -58,6 +58,7 @@ pub mod log_ring;
 pub mod pvh;
 pub mod spin;
 pub mod stack;
+pub mod vmsa;
 
 pub use bootinfo::BootInfo;
 pub use cpu_features::CpuFeatures;
