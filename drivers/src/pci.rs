@@ -467,6 +467,10 @@ pub(crate) mod tests {
                 s.insert((bdf, REG_BAR0 + 4 * index as u16 + 4), 0);
             }
         }
+        /// Writes a register as the device itself would (no write masks).
+        pub fn set_raw(&self, bdf: Bdf, offset: u16, value: u32) {
+            self.space.borrow_mut().insert((bdf, offset), value);
+        }
         fn bar_of(&self, bdf: Bdf, offset: u16) -> Option<(u64, u32, bool)> {
             if !(REG_BAR0..REG_BAR0 + 24).contains(&offset) {
                 return None;
@@ -495,6 +499,10 @@ pub(crate) mod tests {
                 Some((size, flags, false)) => (value & !((size as u32).wrapping_sub(1)) & !0xf) | flags,
                 Some((size, _, true)) => value & !(((size - 1) >> 32) as u32),
                 None if offset == REG_ID => return,
+                // Status (upper half) is not written by command writes here.
+                None if offset == REG_COMMAND_STATUS => {
+                    (self.read32(bdf, offset) & 0xffff_0000) | (value & 0xffff)
+                }
                 // Unimplemented BARs are hardwired to zero.
                 None if (REG_BAR0..REG_BAR0 + 24).contains(&offset) => 0,
                 None => value,
@@ -603,7 +611,7 @@ pub(crate) mod tests {
         let mut bus = FakeBus::default();
         let f = bdf(0, 1, 0);
         bus.add_function(f, 0x1af4, 0x105a, false);
-        bus.write32(f, REG_COMMAND_STATUS, STATUS_CAP_LIST);
+        bus.set_raw(f, REG_COMMAND_STATUS, STATUS_CAP_LIST);
         bus.write32(f, REG_CAP_PTR, 0x40);
         bus.write32(f, 0x40, 0x0000_5009);
         bus.write32(f, 0x50, 0x0000_4009); // loops back to 0x40

@@ -290,7 +290,7 @@ mod tests {
         let base = (bar_mem.as_ptr() as u64).next_multiple_of(0x4000);
         bus.write32(f, 0x10 + 16, base as u32);
         bus.write32(f, 0x10 + 20, (base >> 32) as u32);
-        bus.write32(f, REG_COMMAND_STATUS, 1 << 20);
+        bus.set_raw(f, REG_COMMAND_STATUS, 1 << 20);
         bus.write32(f, REG_CAP_PTR, 0x40);
         // (offset, cfg_type, bar offset, length, next)
         for (at, ty, off, len, next) in [(0x40u16, 1u32, 0u32, 0x38u32, 0x54u32), (0x54, 3, 0x1000, 4, 0x64), (0x64, 4, 0x2000, 0x40, 0x74), (0x74, 2, 0x3000, 0x1000, 0)] {
