@@ -21,7 +21,11 @@ pub struct EcamRegion {
 pub struct IdentityAcpiHandler;
 
 impl AcpiHandler for IdentityAcpiHandler {
-    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
         let virt = NonNull::new(physical_address as *mut T).unwrap_or(NonNull::dangling());
         // SAFETY: identity mapping; the region is the one asked for.
         unsafe { PhysicalMapping::new(physical_address, virt, size, size, *self) }
@@ -94,7 +98,8 @@ mod tests {
         let mut body = vec![0u8; 8];
         body.extend(entry);
         let mcfg = Box::leak(sdt(b"MCFG", &body).into_boxed_slice());
-        let xsdt = Box::leak(sdt(b"XSDT", &(mcfg.as_ptr() as u64).to_le_bytes()).into_boxed_slice());
+        let xsdt =
+            Box::leak(sdt(b"XSDT", &(mcfg.as_ptr() as u64).to_le_bytes()).into_boxed_slice());
         let mut rsdp = vec![0u8; 36];
         rsdp[0..8].copy_from_slice(b"RSD PTR ");
         rsdp[9..15].copy_from_slice(b"MKTEST");
@@ -105,7 +110,15 @@ mod tests {
         checksum_fix(&mut rsdp, 32);
         let rsdp = Box::leak(rsdp.into_boxed_slice());
         let regions = unsafe { ecam_regions(rsdp.as_ptr() as usize) }.unwrap();
-        assert_eq!(regions, vec![EcamRegion { base: 0xb000_0000, segment: 0, bus_start: 0, bus_end: 255 }]);
+        assert_eq!(
+            regions,
+            vec![EcamRegion {
+                base: 0xb000_0000,
+                segment: 0,
+                bus_start: 0,
+                bus_end: 255
+            }]
+        );
         // A corrupted table is an error, not a crash.
         rsdp[0] = b'X';
         assert!(unsafe { ecam_regions(rsdp.as_ptr() as usize) }.is_err());

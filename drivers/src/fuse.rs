@@ -70,7 +70,11 @@ pub enum FsError {
     /// The server sent something that does not parse as a reply.
     Protocol(&'static str),
     /// The file ended before the requested range (it shrank or vanished).
-    UnexpectedEof { offset: u64, wanted: u64, got: u64 },
+    UnexpectedEof {
+        offset: u64,
+        wanted: u64,
+        got: u64,
+    },
     /// No reply within the deadline: the host daemon is gone or stuck.
     Timeout,
     /// The virtqueue or device failed.
@@ -110,7 +114,11 @@ impl core::fmt::Display for FsError {
             Self::Errno(e) => write!(f, "server error errno {e}"),
             Self::BadPath(p) => write!(f, "path {p:?} is not inside the share"),
             Self::Protocol(what) => write!(f, "malformed FUSE reply: {what}"),
-            Self::UnexpectedEof { offset, wanted, got } => write!(
+            Self::UnexpectedEof {
+                offset,
+                wanted,
+                got,
+            } => write!(
                 f,
                 "file ended early: wanted {wanted} bytes at {offset}, got {got}"
             ),
@@ -246,7 +254,11 @@ impl Attr {
         if b.len() < ATTR_LEN {
             return Err(FsError::Protocol("fuse_attr too short"));
         }
-        Ok(Self { ino: get64(b, 0)?, size: get64(b, 8)?, mode: get32(b, 60)? })
+        Ok(Self {
+            ino: get64(b, 0)?,
+            size: get64(b, 8)?,
+            mode: get32(b, 60)?,
+        })
     }
 }
 
@@ -289,7 +301,10 @@ pub fn parse_entry(b: &[u8]) -> Result<EntryOut, FsError> {
     if b.len() < ENTRY_OUT_LEN {
         return Err(FsError::Protocol("fuse_entry_out too short"));
     }
-    Ok(EntryOut { nodeid: get64(b, 0)?, attr: Attr::parse(&b[40..])? })
+    Ok(EntryOut {
+        nodeid: get64(b, 0)?,
+        attr: Attr::parse(&b[40..])?,
+    })
 }
 
 pub fn parse_attr_out(b: &[u8]) -> Result<Attr, FsError> {
@@ -339,10 +354,17 @@ pub fn parse_dirents(mut b: &[u8], plus: bool) -> Result<Vec<DirEntry>, FsError>
         if namelen == 0 || namelen > 1024 {
             return Err(FsError::Protocol("dirent name length"));
         }
-        let name = b.get(24..24 + namelen).ok_or(FsError::Protocol("dirent name cut"))?;
-        let name = core::str::from_utf8(name)
-            .map_err(|_| FsError::Protocol("dirent name not UTF-8"))?;
-        out.push(DirEntry { name: name.into(), next_offset, kind, entry });
+        let name = b
+            .get(24..24 + namelen)
+            .ok_or(FsError::Protocol("dirent name cut"))?;
+        let name =
+            core::str::from_utf8(name).map_err(|_| FsError::Protocol("dirent name not UTF-8"))?;
+        out.push(DirEntry {
+            name: name.into(),
+            next_offset,
+            kind,
+            entry,
+        });
         let record = (24 + namelen).next_multiple_of(8);
         b = b.get(record..).unwrap_or(&[]);
     }
@@ -412,17 +434,28 @@ mod tests {
     #[test]
     fn errors_map_to_types() {
         assert_eq!(reply_body(&reply(3, -2, &[]), 3), Err(FsError::NotFound));
-        assert_eq!(reply_body(&reply(3, -13, &[]), 3), Err(FsError::PermissionDenied));
-        assert_eq!(reply_body(&reply(3, -20, &[]), 3), Err(FsError::NotADirectory));
+        assert_eq!(
+            reply_body(&reply(3, -13, &[]), 3),
+            Err(FsError::PermissionDenied)
+        );
+        assert_eq!(
+            reply_body(&reply(3, -20, &[]), 3),
+            Err(FsError::NotADirectory)
+        );
         assert_eq!(reply_body(&reply(3, -71, &[]), 3), Err(FsError::Errno(71)));
-        assert!(matches!(reply_body(&reply(4, 0, &[]), 3), Err(FsError::Protocol(_))));
-        assert!(matches!(reply_body(&reply(3, 0, &[])[..10], 3), Err(FsError::Protocol(_))));
+        assert!(matches!(
+            reply_body(&reply(4, 0, &[]), 3),
+            Err(FsError::Protocol(_))
+        ));
+        assert!(matches!(
+            reply_body(&reply(3, 0, &[])[..10], 3),
+            Err(FsError::Protocol(_))
+        ));
         let mut lying = reply(3, 0, &[1, 2]);
         lying[0] = 200; // length larger than the buffer
         assert!(matches!(reply_body(&lying, 3), Err(FsError::Protocol(_))));
         assert_eq!(reply_body(&reply(3, 0, &[9, 8]), 3).unwrap(), &[9, 8]);
     }
-
 
     #[test]
     fn parses_entry_and_attr() {
@@ -459,12 +492,27 @@ mod tests {
 
     #[test]
     fn path_resolution_stays_inside_the_share() {
-        assert_eq!(resolve_components("/a/./b//c").unwrap(), vec!["a", "b", "c"]);
-        assert!(matches!(resolve_components("a/b/../c"), Err(FsError::BadPath(_))));
+        assert_eq!(
+            resolve_components("/a/./b//c").unwrap(),
+            vec!["a", "b", "c"]
+        );
+        assert!(matches!(
+            resolve_components("a/b/../c"),
+            Err(FsError::BadPath(_))
+        ));
         assert_eq!(resolve_components("").unwrap(), Vec::<&str>::new());
-        assert!(matches!(resolve_components("../etc/passwd"), Err(FsError::BadPath(_))));
-        assert!(matches!(resolve_components("/a/../../x"), Err(FsError::BadPath(_))));
-        assert!(matches!(resolve_components("a\0b"), Err(FsError::BadPath(_))));
+        assert!(matches!(
+            resolve_components("../etc/passwd"),
+            Err(FsError::BadPath(_))
+        ));
+        assert!(matches!(
+            resolve_components("/a/../../x"),
+            Err(FsError::BadPath(_))
+        ));
+        assert!(matches!(
+            resolve_components("a\0b"),
+            Err(FsError::BadPath(_))
+        ));
     }
 
     #[test]

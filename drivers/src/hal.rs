@@ -71,18 +71,21 @@ unsafe impl Hal for IdentityHal {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::alloc::{alloc, dealloc, Layout};
-    use std::sync::atomic::AtomicUsize;
+    use std::cell::Cell;
 
-    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        /// Pages allocated and not yet freed by this test thread.
+        static LIVE: Cell<usize> = const { Cell::new(0) };
+    }
 
     fn layout(pages: usize) -> Layout {
         Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).unwrap()
     }
     fn host_alloc(pages: usize) -> Option<u64> {
-        LIVE.fetch_add(pages, Ordering::SeqCst);
+        LIVE.with(|l| l.set(l.get() + pages));
         // SAFETY: non-zero size.
         let p = unsafe { alloc(layout(pages)) };
         // Dirty the memory so the test sees the Hal zero it.
@@ -90,30 +93,39 @@ mod tests {
         Some(p as u64)
     }
     fn host_free(paddr: u64, pages: usize) {
-        LIVE.fetch_sub(pages, Ordering::SeqCst);
+        LIVE.with(|l| l.set(l.get() - pages));
         // SAFETY: allocated by host_alloc with the same layout.
         unsafe { dealloc(paddr as *mut u8, layout(pages)) }
     }
-    static HOST: DmaOps = DmaOps { alloc_pages: host_alloc, free_pages: host_free };
+    static HOST: DmaOps = DmaOps {
+        alloc_pages: host_alloc,
+        free_pages: host_free,
+    };
 
-    #[test]
-    fn dma_pages_are_zeroed_aligned_and_returned_on_drop() {
-        set_dma_ops(&HOST);
-        {
-            let dma = virtio_drivers_dma(3);
-            assert_eq!(dma.0 % PAGE_SIZE as u64, 0);
-            let bytes = unsafe { core::slice::from_raw_parts(dma.1.as_ptr(), 3 * PAGE_SIZE) };
-            assert!(bytes.iter().all(|&b| b == 0));
-            assert_eq!(LIVE.load(Ordering::SeqCst), 3);
-            assert_eq!(unsafe { IdentityHal::dma_dealloc(dma.0, dma.1, 3) }, 0);
-        }
-        assert_eq!(LIVE.load(Ordering::SeqCst), 0);
-        let buf = [1u8, 2, 3];
-        let shared = unsafe { IdentityHal::share(NonNull::from(&buf[..]), BufferDirection::DriverToDevice) };
-        assert_eq!(shared, buf.as_ptr() as u64, "identity mapping");
+    /// Pages this test thread holds.
+    pub(crate) fn live_pages() -> usize {
+        LIVE.with(Cell::get)
     }
 
-    fn virtio_drivers_dma(pages: usize) -> (PhysAddr, NonNull<u8>) {
-        IdentityHal::dma_alloc(pages, BufferDirection::Both)
+    /// DMA from the host heap, for every test that drives queues.
+    pub(crate) fn install_test_dma() {
+        set_dma_ops(&HOST);
+    }
+
+    #[test]
+    fn dma_pages_are_zeroed_aligned_and_returned() {
+        install_test_dma();
+        let (paddr, vaddr) = IdentityHal::dma_alloc(3, BufferDirection::Both);
+        assert_eq!(paddr % PAGE_SIZE as u64, 0);
+        assert_eq!(paddr, vaddr.as_ptr() as u64, "identity mapping");
+        let bytes = unsafe { core::slice::from_raw_parts(vaddr.as_ptr(), 3 * PAGE_SIZE) };
+        assert!(bytes.iter().all(|&b| b == 0));
+        assert_eq!(LIVE.with(Cell::get), 3);
+        assert_eq!(unsafe { IdentityHal::dma_dealloc(paddr, vaddr, 3) }, 0);
+        assert_eq!(LIVE.with(Cell::get), 0);
+        let buf = [1u8, 2, 3];
+        let shared =
+            unsafe { IdentityHal::share(NonNull::from(&buf[..]), BufferDirection::DriverToDevice) };
+        assert_eq!(shared, buf.as_ptr() as u64);
     }
 }

@@ -26,7 +26,11 @@ pub const MICROVM_WINDOW: (u64, usize, u64) = (0xfeb0_0000, 24, 0x200);
 pub fn microvm_window_slots() -> Vec<MmioSlot> {
     let (base, count, size) = MICROVM_WINDOW;
     (0..count as u64)
-        .map(|i| MmioSlot { base: base + i * size, size, irq: None })
+        .map(|i| MmioSlot {
+            base: base + i * size,
+            size,
+            irq: None,
+        })
         .collect()
 }
 
@@ -60,8 +64,14 @@ pub fn parse_device_entry(value: &str) -> Result<MmioSlot, CmdlineError<'_>> {
     let err = |why| CmdlineError { entry: value, why };
     let (size, rest) = value.split_once('@').ok_or(err("missing '@'"))?;
     let mut parts = rest.split(':');
-    let base = parts.next().and_then(parse_number).ok_or(err("bad base address"))?;
-    let irq = parts.next().map(|i| i.parse::<u32>().map_err(|_| err("bad irq"))).transpose()?;
+    let base = parts
+        .next()
+        .and_then(parse_number)
+        .ok_or(err("bad base address"))?;
+    let irq = parts
+        .next()
+        .map(|i| i.parse::<u32>().map_err(|_| err("bad irq")))
+        .transpose()?;
     let size = parse_size(size).ok_or(err("bad size"))?;
     if size < 0x100 {
         return Err(err("window smaller than the virtio-mmio header"));
@@ -87,12 +97,23 @@ mod tests {
     fn parses_microvm_entries() {
         // As QEMU 7.2 microvm appends them.
         let cmdline = "console=ttyS0 test=fs virtio_mmio.device=512@0xfeb02e00:35 virtio_mmio.device=512@0xfeb02c00:34";
-        let slots: Vec<_> = from_cmdline(cmdline).into_iter().map(Result::unwrap).collect();
+        let slots: Vec<_> = from_cmdline(cmdline)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(
             slots,
             vec![
-                MmioSlot { base: 0xfeb0_2e00, size: 512, irq: Some(35) },
-                MmioSlot { base: 0xfeb0_2c00, size: 512, irq: Some(34) }
+                MmioSlot {
+                    base: 0xfeb0_2e00,
+                    size: 512,
+                    irq: Some(35)
+                },
+                MmioSlot {
+                    base: 0xfeb0_2c00,
+                    size: 512,
+                    irq: Some(34)
+                }
             ]
         );
     }
@@ -100,12 +121,31 @@ mod tests {
     #[test]
     fn size_suffixes_and_errors() {
         assert_eq!(parse_device_entry("4K@0x1000:5:3").unwrap().size, 4096);
-        assert_eq!(parse_device_entry("0x200@4096").unwrap(), MmioSlot { base: 4096, size: 512, irq: None });
+        assert_eq!(
+            parse_device_entry("0x200@4096").unwrap(),
+            MmioSlot {
+                base: 4096,
+                size: 512,
+                irq: None
+            }
+        );
         assert_eq!(parse_device_entry("512").unwrap_err().why, "missing '@'");
-        assert_eq!(parse_device_entry("512@zz:1").unwrap_err().why, "bad base address");
-        assert_eq!(parse_device_entry("512@0x1000:x").unwrap_err().why, "bad irq");
-        assert_eq!(parse_device_entry("16@0x1000:1").unwrap_err().why, "window smaller than the virtio-mmio header");
-        assert!(from_cmdline("virtio_mmio.device= x").first().unwrap().is_err());
+        assert_eq!(
+            parse_device_entry("512@zz:1").unwrap_err().why,
+            "bad base address"
+        );
+        assert_eq!(
+            parse_device_entry("512@0x1000:x").unwrap_err().why,
+            "bad irq"
+        );
+        assert_eq!(
+            parse_device_entry("16@0x1000:1").unwrap_err().why,
+            "window smaller than the virtio-mmio header"
+        );
+        assert!(from_cmdline("virtio_mmio.device= x")
+            .first()
+            .unwrap()
+            .is_err());
     }
 
     #[test]

@@ -80,7 +80,11 @@ impl Ecam {
         map: impl FnOnce(u64, usize) -> usize,
     ) -> Self {
         let base = map(phys, Self::window_size(bus_start, bus_end));
-        Self { base, bus_start, bus_end }
+        Self {
+            base,
+            bus_start,
+            bus_end,
+        }
     }
 
     pub fn buses(&self) -> core::ops::RangeInclusive<u8> {
@@ -88,7 +92,12 @@ impl Ecam {
     }
 
     fn address(&self, bdf: Bdf, offset: u16) -> Option<usize> {
-        if bdf.bus < self.bus_start || bdf.bus > self.bus_end || bdf.device >= 32 || bdf.function >= 8 || offset >= 4096 {
+        if bdf.bus < self.bus_start
+            || bdf.bus > self.bus_end
+            || bdf.device >= 32
+            || bdf.function >= 8
+            || offset >= 4096
+        {
             return None;
         }
         Some(
@@ -134,7 +143,11 @@ pub fn enumerate(ca: &impl ConfigAccess, buses: core::ops::RangeInclusive<u8>) -
     for bus in buses {
         for device in 0..32 {
             for function in 0..8 {
-                let bdf = Bdf { bus, device, function };
+                let bdf = Bdf {
+                    bus,
+                    device,
+                    function,
+                };
                 let id = ca.read32(bdf, REG_ID);
                 let vendor = id as u16;
                 if vendor == 0xffff || vendor == 0 {
@@ -288,14 +301,17 @@ pub struct PciWindow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangesError {
     /// Length is not a whole number of entries.
-    BadLength { len: usize, entry: usize },
+    BadLength {
+        len: usize,
+        entry: usize,
+    },
     BadCells,
 }
 
 fn read_cells(bytes: &[u8], cells: usize) -> u64 {
-    bytes[..cells * 4]
-        .chunks_exact(4)
-        .fold(0u64, |acc, c| (acc << 32) | u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64)
+    bytes[..cells * 4].chunks_exact(4).fold(0u64, |acc, c| {
+        (acc << 32) | u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64
+    })
 }
 
 /// Parses a PCI host bridge `ranges` property: each entry is a 3-cell PCI
@@ -311,8 +327,11 @@ pub fn parse_ranges(
         return Err(RangesError::BadCells);
     }
     let entry = 4 * (3 + parent_address_cells + size_cells);
-    if bytes.len() % entry != 0 {
-        return Err(RangesError::BadLength { len: bytes.len(), entry });
+    if !bytes.len().is_multiple_of(entry) {
+        return Err(RangesError::BadLength {
+            len: bytes.len(),
+            entry,
+        });
     }
     let mut windows = Vec::new();
     for e in bytes.chunks_exact(entry) {
@@ -414,15 +433,23 @@ impl BarAllocator {
             .collect();
         order.sort_by_key(|&i| core::cmp::Reverse(bars[i].map_or(0, |b| b.size)));
         for i in order {
-            let Some(bar) = bars[i].as_mut() else { continue };
+            let Some(bar) = bars[i].as_mut() else {
+                continue;
+            };
             if !bar.size.is_power_of_two() {
-                return Err(BarAssignError::BadSize { bdf, bar: bar.index, size: bar.size });
+                return Err(BarAssignError::BadSize {
+                    bdf,
+                    bar: bar.index,
+                    size: bar.size,
+                });
             }
-            let (pci, cpu) = self.take(bar.kind, bar.size).ok_or(BarAssignError::NoSpace {
-                bdf,
-                bar: bar.index,
-                size: bar.size,
-            })?;
+            let (pci, cpu) = self
+                .take(bar.kind, bar.size)
+                .ok_or(BarAssignError::NoSpace {
+                    bdf,
+                    bar: bar.index,
+                    size: bar.size,
+                })?;
             let offset = REG_BAR0 + 4 * bar.index as u16;
             let low_flags = ca.read32(bdf, offset) & 0xf;
             ca.write32(bdf, offset, (pci as u32 & !0xf) | low_flags);
@@ -492,11 +519,17 @@ pub(crate) mod tests {
 
     impl ConfigAccess for FakeBus {
         fn read32(&self, bdf: Bdf, offset: u16) -> u32 {
-            *self.space.borrow().get(&(bdf, offset)).unwrap_or(&if offset == REG_ID { u32::MAX } else { 0 })
+            *self
+                .space
+                .borrow()
+                .get(&(bdf, offset))
+                .unwrap_or(&if offset == REG_ID { u32::MAX } else { 0 })
         }
         fn write32(&self, bdf: Bdf, offset: u16, value: u32) {
             let stored = match self.bar_of(bdf, offset) {
-                Some((size, flags, false)) => (value & !((size as u32).wrapping_sub(1)) & !0xf) | flags,
+                Some((size, flags, false)) => {
+                    (value & !((size as u32).wrapping_sub(1)) & !0xf) | flags
+                }
                 Some((size, _, true)) => value & !(((size - 1) >> 32) as u32),
                 None if offset == REG_ID => return,
                 // Status (upper half) is not written by command writes here.
@@ -512,7 +545,11 @@ pub(crate) mod tests {
     }
 
     const fn bdf(bus: u8, device: u8, function: u8) -> Bdf {
-        Bdf { bus, device, function }
+        Bdf {
+            bus,
+            device,
+            function,
+        }
     }
 
     #[test]
@@ -523,10 +560,17 @@ pub(crate) mod tests {
         bus.add_function(bdf(0, 3, 2), 0x1af4, 0x105a, false);
         // Function 1 of a single-function device must not be reported.
         bus.add_function(bdf(0, 0, 1), 0x1234, 0x5678, false);
-        let found: Vec<_> = enumerate(&bus, 0..=0).iter().map(|f| (f.bdf, f.device)).collect();
+        let found: Vec<_> = enumerate(&bus, 0..=0)
+            .iter()
+            .map(|f| (f.bdf, f.device))
+            .collect();
         assert_eq!(
             found,
-            vec![(bdf(0, 0, 0), 0x29c0), (bdf(0, 3, 0), 0x1053), (bdf(0, 3, 2), 0x105a)]
+            vec![
+                (bdf(0, 0, 0), 0x29c0),
+                (bdf(0, 3, 0), 0x1053),
+                (bdf(0, 3, 2), 0x105a)
+            ]
         );
     }
 
@@ -542,16 +586,37 @@ pub(crate) mod tests {
         assert_eq!(bars[1].unwrap().size, 0x1000);
         assert_eq!(bars[1].unwrap().kind, BarKind::Mem32);
         let b4 = bars[4].unwrap();
-        assert_eq!((b4.size, b4.kind, b4.prefetchable), (0x4000, BarKind::Mem64, true));
+        assert_eq!(
+            (b4.size, b4.kind, b4.prefetchable),
+            (0x4000, BarKind::Mem64, true)
+        );
         assert_eq!(bars[5], None, "upper half of a 64-bit BAR is not a BAR");
     }
 
     /// `ranges` of QEMU 7.2 aarch64 virt (highmem): IO, MMIO32, MMIO64.
     pub(crate) fn virt_ranges() -> Vec<u8> {
         let cells: [u32; 21] = [
-            0x0100_0000, 0, 0, 0x0, 0x3eff_0000, 0x0, 0x0001_0000,
-            0x0200_0000, 0, 0x1000_0000, 0x0, 0x1000_0000, 0x0, 0x2eff_0000,
-            0x0300_0000, 0x80, 0x0, 0x80, 0x0, 0x80, 0x0,
+            0x0100_0000,
+            0,
+            0,
+            0x0,
+            0x3eff_0000,
+            0x0,
+            0x0001_0000,
+            0x0200_0000,
+            0,
+            0x1000_0000,
+            0x0,
+            0x1000_0000,
+            0x0,
+            0x2eff_0000,
+            0x0300_0000,
+            0x80,
+            0x0,
+            0x80,
+            0x0,
+            0x80,
+            0x0,
         ];
         cells.iter().flat_map(|c| c.to_be_bytes()).collect()
     }
@@ -562,9 +627,18 @@ pub(crate) mod tests {
         assert_eq!(w.len(), 3);
         assert_eq!(w[0].kind, BarKind::Io);
         assert_eq!(w[0].cpu_addr, 0x3eff_0000);
-        assert_eq!((w[1].kind, w[1].pci_addr, w[1].size), (BarKind::Mem32, 0x1000_0000, 0x2eff_0000));
-        assert_eq!((w[2].kind, w[2].cpu_addr, w[2].size), (BarKind::Mem64, 0x80_0000_0000, 0x80_0000_0000));
-        assert!(matches!(parse_ranges(&virt_ranges()[..20], 2, 2), Err(RangesError::BadLength { .. })));
+        assert_eq!(
+            (w[1].kind, w[1].pci_addr, w[1].size),
+            (BarKind::Mem32, 0x1000_0000, 0x2eff_0000)
+        );
+        assert_eq!(
+            (w[2].kind, w[2].cpu_addr, w[2].size),
+            (BarKind::Mem64, 0x80_0000_0000, 0x80_0000_0000)
+        );
+        assert!(matches!(
+            parse_ranges(&virt_ranges()[..20], 2, 2),
+            Err(RangesError::BadLength { .. })
+        ));
     }
 
     #[test]
@@ -586,7 +660,10 @@ pub(crate) mod tests {
         assert_eq!(b1.cpu_addr, 0x1000_0000);
         assert_eq!(bus.read32(f, REG_BAR0 + 4), 0x1000_0000);
         let cmd = bus.read32(f, REG_COMMAND_STATUS);
-        assert_eq!(cmd & (COMMAND_MEMORY | COMMAND_BUS_MASTER), COMMAND_MEMORY | COMMAND_BUS_MASTER);
+        assert_eq!(
+            cmd & (COMMAND_MEMORY | COMMAND_BUS_MASTER),
+            COMMAND_MEMORY | COMMAND_BUS_MASTER
+        );
         // A second device gets the next aligned slot, not an overlapping one.
         let g = bdf(0, 2, 0);
         bus.add_function(g, 0x1af4, 0x1053, false);
@@ -601,9 +678,22 @@ pub(crate) mod tests {
         let f = bdf(0, 1, 0);
         bus.add_function(f, 0x1af4, 0x105a, false);
         bus.add_bar(f, 0, 0x2000, 0x0);
-        let tiny = [PciWindow { kind: BarKind::Mem32, prefetchable: false, pci_addr: 0x1000, cpu_addr: 0x1000, size: 0x1000 }];
+        let tiny = [PciWindow {
+            kind: BarKind::Mem32,
+            prefetchable: false,
+            pci_addr: 0x1000,
+            cpu_addr: 0x1000,
+            size: 0x1000,
+        }];
         let err = BarAllocator::new(&tiny).assign(&bus, f).unwrap_err();
-        assert_eq!(err, BarAssignError::NoSpace { bdf: f, bar: 0, size: 0x2000 });
+        assert_eq!(
+            err,
+            BarAssignError::NoSpace {
+                bdf: f,
+                bar: 0,
+                size: 0x2000
+            }
+        );
     }
 
     #[test]

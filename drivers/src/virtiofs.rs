@@ -69,18 +69,31 @@ pub struct FsClient<C: FuseChannel> {
 impl<C: FuseChannel> FsClient<C> {
     /// FUSE_INIT: negotiates version 7.x and the largest READ.
     pub fn new(chan: C) -> Result<Self, FsError> {
-        let mut client = Self { chan, next_unique: 1, max_read: DEFAULT_MAX_READ, readdirplus: true, broken: false };
+        let mut client = Self {
+            chan,
+            next_unique: 1,
+            max_read: DEFAULT_MAX_READ,
+            readdirplus: true,
+            broken: false,
+        };
         let flags = fuse::FUSE_ASYNC_READ | fuse::FUSE_MAX_PAGES | fuse::FUSE_DO_READDIRPLUS;
         let reply = client.call(Opcode::Init, 0, &fuse::init_body(MAX_READ_CHUNK, flags), 64)?;
         let init = fuse::parse_init(&reply)?;
         if init.major != fuse::KERNEL_VERSION {
-            return Err(FsError::Protocol("server speaks another FUSE major version"));
+            return Err(FsError::Protocol(
+                "server speaks another FUSE major version",
+            ));
         }
         if init.max_pages != 0 {
             client.max_read = (init.max_pages as u32 * 4096).min(MAX_READ_CHUNK);
         }
         client.readdirplus = init.flags & fuse::FUSE_DO_READDIRPLUS != 0;
-        log::debug!("virtio-fs: FUSE {}.{}, max read {} bytes", init.major, init.minor, client.max_read);
+        log::debug!(
+            "virtio-fs: FUSE {}.{}, max read {} bytes",
+            init.major,
+            init.minor,
+            client.max_read
+        );
         Ok(client)
     }
 
@@ -101,14 +114,23 @@ impl<C: FuseChannel> FsClient<C> {
     }
 
     /// One request, waited for alone.
-    fn call(&mut self, op: Opcode, node: u64, body: &[u8], reply_len: usize) -> Result<Vec<u8>, FsError> {
+    fn call(
+        &mut self,
+        op: Opcode,
+        node: u64,
+        body: &[u8],
+        reply_len: usize,
+    ) -> Result<Vec<u8>, FsError> {
         if self.broken {
             return Err(FsError::Device("channel failed earlier"));
         }
         let unique = self.unique();
         let tag = self
             .chan
-            .submit(fuse::request(op, unique, node, body), fuse::OUT_HEADER_LEN + reply_len)
+            .submit(
+                fuse::request(op, unique, node, body),
+                fuse::OUT_HEADER_LEN + reply_len,
+            )
             .map_err(|e| self.fail(e))?;
         let (got, reply) = self.chan.complete().map_err(|e| self.fail(e))?;
         if got != tag {
@@ -119,7 +141,12 @@ impl<C: FuseChannel> FsClient<C> {
     }
 
     pub fn lookup(&mut self, parent: u64, name: &str) -> Result<EntryOut, FsError> {
-        let r = self.call(Opcode::Lookup, parent, &fuse::lookup_body(name), fuse::ENTRY_OUT_LEN)?;
+        let r = self.call(
+            Opcode::Lookup,
+            parent,
+            &fuse::lookup_body(name),
+            fuse::ENTRY_OUT_LEN,
+        )?;
         let e = fuse::parse_entry(&r)?;
         if e.nodeid == 0 {
             // A negative entry: "does not exist", cached.
@@ -129,7 +156,12 @@ impl<C: FuseChannel> FsClient<C> {
     }
 
     pub fn getattr(&mut self, node: u64) -> Result<Attr, FsError> {
-        let r = self.call(Opcode::Getattr, node, &fuse::getattr_body(), fuse::ATTR_OUT_LEN)?;
+        let r = self.call(
+            Opcode::Getattr,
+            node,
+            &fuse::getattr_body(),
+            fuse::ATTR_OUT_LEN,
+        )?;
         fuse::parse_attr_out(&r)
     }
 
@@ -140,7 +172,12 @@ impl<C: FuseChannel> FsClient<C> {
         }
         let unique = self.unique();
         self.chan
-            .submit_no_reply(fuse::request(Opcode::Forget, unique, node, &fuse::forget_body(nlookup)))
+            .submit_no_reply(fuse::request(
+                Opcode::Forget,
+                unique,
+                node,
+                &fuse::forget_body(nlookup),
+            ))
             .map_err(|e| self.fail(e))
     }
 
@@ -151,7 +188,11 @@ impl<C: FuseChannel> FsClient<C> {
     }
 
     fn release_node(&mut self, node: u64, fh: u64, dir: bool) -> Result<(), FsError> {
-        let op = if dir { Opcode::Releasedir } else { Opcode::Release };
+        let op = if dir {
+            Opcode::Releasedir
+        } else {
+            Opcode::Release
+        };
         self.call(op, node, &fuse::release_body(fh), 0).map(|_| ())
     }
 
@@ -180,10 +221,18 @@ impl<C: FuseChannel> FsClient<C> {
         let (node, attr) = self.walk(path)?;
         if !attr.is_file() {
             self.forget(node, 1)?;
-            return Err(if attr.is_dir() { FsError::IsADirectory } else { FsError::InvalidArgument });
+            return Err(if attr.is_dir() {
+                FsError::IsADirectory
+            } else {
+                FsError::InvalidArgument
+            });
         }
         match self.open_node(node, false) {
-            Ok(fh) => Ok(File { node, fh, size: attr.size }),
+            Ok(fh) => Ok(File {
+                node,
+                fh,
+                size: attr.size,
+            }),
             Err(e) => {
                 self.forget(node, 1)?;
                 Err(e)
@@ -219,12 +268,18 @@ impl<C: FuseChannel> FsClient<C> {
         let mut next = 0usize;
         let mut first_error: Option<FsError> = None;
         while next < chunks || !in_flight.is_empty() {
-            while first_error.is_none() && next < chunks && in_flight.len() < self.chan.capacity().max(1) {
+            while first_error.is_none()
+                && next < chunks
+                && in_flight.len() < self.chan.capacity().max(1)
+            {
                 let start = next * chunk;
                 let len = chunk.min(buf.len() - start);
                 let unique = self.unique();
                 let body = fuse::read_body(file.fh, offset + start as u64, len as u32);
-                match self.chan.submit(fuse::request(Opcode::Read, unique, file.node, &body), fuse::OUT_HEADER_LEN + len) {
+                match self.chan.submit(
+                    fuse::request(Opcode::Read, unique, file.node, &body),
+                    fuse::OUT_HEADER_LEN + len,
+                ) {
                     Ok(tag) => in_flight.push((tag, next, unique)),
                     Err(e) => {
                         first_error = Some(self.fail(e));
@@ -251,7 +306,8 @@ impl<C: FuseChannel> FsClient<C> {
                     let start = index * chunk;
                     let want = chunk.min(buf.len() - start);
                     if data.len() > want {
-                        first_error.get_or_insert(FsError::Protocol("READ returned more than asked"));
+                        first_error
+                            .get_or_insert(FsError::Protocol("READ returned more than asked"));
                         continue;
                     }
                     buf[start..start + data.len()].copy_from_slice(data);
@@ -278,10 +334,19 @@ impl<C: FuseChannel> FsClient<C> {
     }
 
     /// Reads exactly `buf.len()` bytes or fails with `UnexpectedEof`.
-    pub fn read_exact_at(&mut self, file: &File, offset: u64, buf: &mut [u8]) -> Result<(), FsError> {
+    pub fn read_exact_at(
+        &mut self,
+        file: &File,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), FsError> {
         let n = self.read_at(file, offset, buf)?;
         if n != buf.len() {
-            return Err(FsError::UnexpectedEof { offset, wanted: buf.len() as u64, got: n as u64 });
+            return Err(FsError::UnexpectedEof {
+                offset,
+                wanted: buf.len() as u64,
+                got: n as u64,
+            });
         }
         Ok(())
     }
@@ -314,7 +379,11 @@ impl<C: FuseChannel> FsClient<C> {
         loop {
             let body = fuse::read_body(fh, offset, DIR_READ_SIZE);
             let plus = self.readdirplus;
-            let op = if plus { Opcode::Readdirplus } else { Opcode::Readdir };
+            let op = if plus {
+                Opcode::Readdirplus
+            } else {
+                Opcode::Readdir
+            };
             let reply = match self.call(op, node, &body, DIR_READ_SIZE as usize) {
                 Err(FsError::NotSupported) if plus => {
                     self.readdirplus = false;
@@ -325,7 +394,10 @@ impl<C: FuseChannel> FsClient<C> {
             let entries = fuse::parse_dirents(&reply, plus)?;
             let Some(last) = entries.last() else { break };
             offset = last.next_offset;
-            for DirEntry { name, kind, entry, .. } in entries {
+            for DirEntry {
+                name, kind, entry, ..
+            } in entries
+            {
                 let dots = name == "." || name == "..";
                 // READDIRPLUS entries carry a lookup reference, except the
                 // dot entries (as in Linux fuse_direntplus_link).
@@ -338,7 +410,9 @@ impl<C: FuseChannel> FsClient<C> {
                     continue;
                 }
                 out.push(ListEntry {
-                    is_dir: entry.map_or(kind == fuse::DT_DIR, |e| e.attr.is_dir() || kind == fuse::DT_DIR),
+                    is_dir: entry.map_or(kind == fuse::DT_DIR, |e| {
+                        e.attr.is_dir() || kind == fuse::DT_DIR
+                    }),
                     size: entry.filter(|e| e.nodeid != 0).map(|e| e.attr.size),
                     name,
                 });
@@ -385,12 +459,18 @@ impl<H: Hal, T: VirtioTransport> VirtioFsChannel<H, T> {
         if transport.device_id() != DEVICE_ID_FS {
             return Err(FsError::Device("not a virtio-fs device"));
         }
-        negotiate_features(&mut transport, 0).map_err(|_| FsError::Device("feature negotiation failed"))?;
+        negotiate_features(&mut transport, 0)
+            .map_err(|_| FsError::Device("feature negotiation failed"))?;
         let mut tag_bytes = [0u8; CONFIG_TAG_LEN];
         for (i, b) in tag_bytes.iter_mut().enumerate() {
-            *b = transport.read_config_space::<u8>(i).map_err(|_| FsError::Device("config space"))?;
+            *b = transport
+                .read_config_space::<u8>(i)
+                .map_err(|_| FsError::Device("config space"))?;
         }
-        let end = tag_bytes.iter().position(|&b| b == 0).unwrap_or(CONFIG_TAG_LEN);
+        let end = tag_bytes
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(CONFIG_TAG_LEN);
         let tag = String::from_utf8_lossy(&tag_bytes[..end]).into_owned();
         let hiprio = VirtQueue::new(&mut transport, HIPRIO_QUEUE, false, false)
             .map_err(|_| FsError::Device("hiprio queue setup"))?;
@@ -415,7 +495,11 @@ impl<H: Hal, T: VirtioTransport> VirtioFsChannel<H, T> {
 
     fn reap_hiprio(&mut self) {
         while let Some(token) = self.hiprio.peek_used() {
-            let Some(req) = self.hiprio_slots.get_mut(token as usize).and_then(Option::take) else {
+            let Some(req) = self
+                .hiprio_slots
+                .get_mut(token as usize)
+                .and_then(Option::take)
+            else {
                 return;
             };
             // SAFETY: `req` is the buffer added with this token.
@@ -424,7 +508,11 @@ impl<H: Hal, T: VirtioTransport> VirtioFsChannel<H, T> {
     }
 
     fn check_device(&self) -> Result<(), FsError> {
-        if self.transport.get_status().contains(DeviceStatus::DEVICE_NEEDS_RESET) {
+        if self
+            .transport
+            .get_status()
+            .contains(DeviceStatus::DEVICE_NEEDS_RESET)
+        {
             return Err(FsError::Device("device needs reset"));
         }
         Ok(())
@@ -450,7 +538,10 @@ impl<H: Hal, T: VirtioTransport> FuseChannel for VirtioFsChannel<H, T> {
         // block does not move) and stay untouched until `pop_used`.
         let token = unsafe { self.requests.add(&[&request], &mut [&mut reply]) }
             .map_err(|_| FsError::Device("request queue full"))?;
-        let slot = self.slots.get_mut(token as usize).ok_or(FsError::Device("bad token"))?;
+        let slot = self
+            .slots
+            .get_mut(token as usize)
+            .ok_or(FsError::Device("bad token"))?;
         *slot = Some((request, reply));
         if self.requests.should_notify() {
             self.transport.notify(REQUEST_QUEUE);
@@ -494,7 +585,7 @@ impl<H: Hal, T: VirtioTransport> FuseChannel for VirtioFsChannel<H, T> {
             }
             self.reap_hiprio();
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 self.check_device()?;
                 if (self.clock.now_ns)().saturating_sub(start) > self.clock.timeout_ns {
                     return Err(FsError::Timeout);

@@ -276,7 +276,7 @@ mod tests {
         let mut mem = slot(2, 19);
         let mut t = probe(&mut mem).unwrap();
         t.queue_set(1, 64, 0x1_2345_6000, 0x2000, 0x3000);
-        drop(t);
+        let _ = t;
         assert_eq!(mem[QUEUE_SEL / 4], 1);
         assert_eq!(mem[QUEUE_NUM / 4], 64);
         assert_eq!(mem[QUEUE_DESC / 4], 0x2345_6000);

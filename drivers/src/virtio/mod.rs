@@ -76,9 +76,8 @@ pub fn negotiate_features<T: Transport>(
     }
     let negotiated = offered & (wanted | F_VERSION_1);
     transport.write_driver_features(negotiated);
-    transport.set_status(
-        DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK,
-    );
+    transport
+        .set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK);
     if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
         transport.set_status(DeviceStatus::FAILED);
         return Err(VirtioInitError::FeaturesRejected { offered, wanted });

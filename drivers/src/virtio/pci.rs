@@ -38,16 +38,23 @@ const COMMON_CFG_LEN: usize = 0x38;
 
 /// The virtio device id behind a PCI id, for modern (non-transitional) ids.
 pub fn virtio_id_of(vendor: u16, device: u16) -> Option<u32> {
-    (vendor == VIRTIO_VENDOR && device >= MODERN_DEVICE_BASE && device <= 0x107f)
+    (vendor == VIRTIO_VENDOR && (MODERN_DEVICE_BASE..=0x107f).contains(&device))
         .then(|| (device - MODERN_DEVICE_BASE) as u32)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VirtioPciError {
-    NotVirtio { vendor: u16, device: u16 },
+    NotVirtio {
+        vendor: u16,
+        device: u16,
+    },
     MissingCapability(&'static str),
     /// A capability points at a BAR that is absent, I/O, or too small.
-    BadBar { bar: u8, offset: u32, length: u32 },
+    BadBar {
+        bar: u8,
+        offset: u32,
+        length: u32,
+    },
 }
 
 impl core::fmt::Display for VirtioPciError {
@@ -91,7 +98,8 @@ impl PciTransport {
     ) -> Result<Self, VirtioPciError> {
         let id = ca.read32(bdf, 0);
         let (vendor, device) = (id as u16, (id >> 16) as u16);
-        let device_id = virtio_id_of(vendor, device).ok_or(VirtioPciError::NotVirtio { vendor, device })?;
+        let device_id =
+            virtio_id_of(vendor, device).ok_or(VirtioPciError::NotVirtio { vendor, device })?;
         let mut common = None;
         let mut notify = None;
         let mut isr = None;
@@ -122,7 +130,11 @@ impl PciTransport {
         }
         let mut region = |found: Option<(u8, u32, u32)>, name| -> Result<Regs, VirtioPciError> {
             let (bar, offset, length) = found.ok_or(VirtioPciError::MissingCapability(name))?;
-            let bad = VirtioPciError::BadBar { bar, offset, length };
+            let bad = VirtioPciError::BadBar {
+                bar,
+                offset,
+                length,
+            };
             let b = bars.get(bar as usize).copied().flatten().ok_or(bad)?;
             if b.kind == BarKind::Io || b.cpu_addr == 0 || offset as u64 + length as u64 > b.size {
                 return Err(bad);
@@ -141,7 +153,14 @@ impl PciTransport {
             Some(d) => Some(region(Some(d), "device")?),
             None => None,
         };
-        Ok(Self { device_id, common, notify, notify_multiplier, isr, device_cfg })
+        Ok(Self {
+            device_id,
+            common,
+            notify,
+            notify_multiplier,
+            isr,
+            device_cfg,
+        })
     }
 }
 
@@ -168,7 +187,8 @@ impl Transport for PciTransport {
         self.common.write32(DRIVER_FEATURE_SELECT, 0);
         self.common.write32(DRIVER_FEATURE, driver_features as u32);
         self.common.write32(DRIVER_FEATURE_SELECT, 1);
-        self.common.write32(DRIVER_FEATURE, (driver_features >> 32) as u32);
+        self.common
+            .write32(DRIVER_FEATURE, (driver_features >> 32) as u32);
     }
 
     fn max_queue_size(&mut self, queue: u16) -> u32 {
@@ -275,14 +295,22 @@ mod tests {
     fn maps_virtio_pci_ids() {
         assert_eq!(virtio_id_of(0x1af4, 0x1053), Some(19));
         assert_eq!(virtio_id_of(0x1af4, 0x105a), Some(26));
-        assert_eq!(virtio_id_of(0x1af4, 0x1000), None, "transitional ids are legacy");
+        assert_eq!(
+            virtio_id_of(0x1af4, 0x1000),
+            None,
+            "transitional ids are legacy"
+        );
         assert_eq!(virtio_id_of(0x8086, 0x1053), None);
     }
 
     #[test]
     fn finds_structures_through_vendor_capabilities() {
         let mut bus = FakeBus::default();
-        let f = Bdf { bus: 0, device: 2, function: 0 };
+        let f = Bdf {
+            bus: 0,
+            device: 2,
+            function: 0,
+        };
         bus.add_function(f, 0x1af4, 0x105a, false);
         bus.add_bar(f, 4, 0x4000, 0xc);
         // The fake BAR keeps only size-aligned addresses, like hardware.
@@ -293,7 +321,12 @@ mod tests {
         bus.set_raw(f, REG_COMMAND_STATUS, 1 << 20);
         bus.write32(f, REG_CAP_PTR, 0x40);
         // (offset, cfg_type, bar offset, length, next)
-        for (at, ty, off, len, next) in [(0x40u16, 1u32, 0u32, 0x38u32, 0x54u32), (0x54, 3, 0x1000, 4, 0x64), (0x64, 4, 0x2000, 0x40, 0x74), (0x74, 2, 0x3000, 0x1000, 0)] {
+        for (at, ty, off, len, next) in [
+            (0x40u16, 1u32, 0u32, 0x38u32, 0x54u32),
+            (0x54, 3, 0x1000, 4, 0x64),
+            (0x64, 4, 0x2000, 0x40, 0x74),
+            (0x74, 2, 0x3000, 0x1000, 0),
+        ] {
             bus.write32(f, at, 0x09 | (next << 8) | (20 << 16) | (ty << 24));
             bus.write32(f, at + 4, 4);
             bus.write32(f, at + 8, off);

@@ -52,7 +52,14 @@ fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 impl FakeServer {
     fn new() -> Self {
         let mut nodes = HashMap::new();
-        nodes.insert(1, Kind::Dir(vec![("big.bin".into(), 2), ("sub".into(), 3), ("empty".into(), 5)]));
+        nodes.insert(
+            1,
+            Kind::Dir(vec![
+                ("big.bin".into(), 2),
+                ("sub".into(), 3),
+                ("empty".into(), 5),
+            ]),
+        );
         nodes.insert(2, Kind::File(pseudo_random(3 * 1024 * 1024 + 123, 7)));
         nodes.insert(3, Kind::Dir(vec![("small.txt".into(), 4)]));
         nodes.insert(4, Kind::File(b"hello".to_vec()));
@@ -110,7 +117,8 @@ impl FakeServer {
                     (-e, vec![])
                 } else {
                     match &self.nodes.get(&node) {
-                        Some(Kind::Dir(children)) => match children.iter().find(|(n, _)| n == name) {
+                        Some(Kind::Dir(children)) => match children.iter().find(|(n, _)| n == name)
+                        {
                             Some(&(_, child)) if self.nodes.contains_key(&child) => {
                                 *self.lookups.entry(child).or_default() += 1;
                                 (0, self.entry(child))
@@ -137,7 +145,11 @@ impl FakeServer {
             }
             18 | 29 => {
                 let fh = u64::from_le_bytes(body[0..8].try_into().unwrap());
-                assert_eq!(self.open.remove(&fh), Some(node), "release of a handle never opened");
+                assert_eq!(
+                    self.open.remove(&fh),
+                    Some(node),
+                    "release of a handle never opened"
+                );
                 (0, vec![])
             }
             15 => {
@@ -162,7 +174,9 @@ impl FakeServer {
             28 | 44 => {
                 let plus = op == 44;
                 let offset = u64::from_le_bytes(body[8..16].try_into().unwrap()) as usize;
-                let Kind::Dir(children) = self.nodes[&node].clone() else { panic!() };
+                let Kind::Dir(children) = self.nodes[&node].clone() else {
+                    panic!()
+                };
                 let mut all = vec![(".".to_string(), node), ("..".to_string(), 1)];
                 all.extend(children);
                 let mut b = Vec::new();
@@ -177,7 +191,11 @@ impl FakeServer {
                     b.extend(child.to_le_bytes());
                     b.extend((i as u64 + 1).to_le_bytes());
                     b.extend((name.len() as u32).to_le_bytes());
-                    let dt = if matches!(self.nodes[child], Kind::Dir(_)) { 4u32 } else { 8 };
+                    let dt = if matches!(self.nodes[child], Kind::Dir(_)) {
+                        4u32
+                    } else {
+                        8
+                    };
                     b.extend(dt.to_le_bytes());
                     b.extend(name.as_bytes());
                     while b.len() % 8 != 0 {
@@ -198,7 +216,10 @@ impl FakeServer {
         r.extend(error.to_le_bytes());
         r.extend(unique.to_le_bytes());
         r.extend(out);
-        assert!(r.len() <= reply_len, "reply larger than the buffer the client gave");
+        assert!(
+            r.len() <= reply_len,
+            "reply larger than the buffer the client gave"
+        );
         if op == 15 {
             if let Some(cut) = self.faults.cut_read_replies {
                 r.truncate(cut);
@@ -208,7 +229,12 @@ impl FakeServer {
     }
 
     fn live_lookups(&self) -> Vec<(u64, i64)> {
-        let mut v: Vec<_> = self.lookups.iter().filter(|(_, &n)| n != 0).map(|(&k, &n)| (k, n)).collect();
+        let mut v: Vec<_> = self
+            .lookups
+            .iter()
+            .filter(|(_, &n)| n != 0)
+            .map(|(&k, &n)| (k, n))
+            .collect();
         v.sort();
         v
     }
@@ -219,7 +245,10 @@ impl FuseChannel for FakeServer {
         4
     }
     fn submit(&mut self, request: Vec<u8>, reply_len: usize) -> Result<u16, FsError> {
-        assert!(self.pending.len() < self.capacity(), "client exceeded the channel capacity");
+        assert!(
+            self.pending.len() < self.capacity(),
+            "client exceeded the channel capacity"
+        );
         let reply = self.handle(&request, reply_len);
         self.next_tag = self.next_tag.wrapping_add(1);
         self.pending.push((self.next_tag, reply));
@@ -238,7 +267,9 @@ impl FuseChannel for FakeServer {
         }
         self.completions += 1;
         // Newest first: completions arrive out of order.
-        self.pending.pop().ok_or(FsError::Device("nothing in flight"))
+        self.pending
+            .pop()
+            .ok_or(FsError::Device("nothing in flight"))
     }
 }
 
@@ -267,11 +298,22 @@ fn reads_a_large_file_with_requests_in_flight_out_of_order() {
     c.read_exact_at(&f, 1_000_003, &mut mid).unwrap();
     assert!(mid[..] == expected[1_000_003..1_700_004]);
     let mut tail = vec![0u8; 1000];
-    assert_eq!(c.read_at(&f, expected.len() as u64 - 10, &mut tail).unwrap(), 10);
-    assert_eq!(c.read_at(&f, expected.len() as u64 + 5, &mut tail).unwrap(), 0);
+    assert_eq!(
+        c.read_at(&f, expected.len() as u64 - 10, &mut tail)
+            .unwrap(),
+        10
+    );
+    assert_eq!(
+        c.read_at(&f, expected.len() as u64 + 5, &mut tail).unwrap(),
+        0
+    );
     c.close(f).unwrap();
     assert!(c.chan.open.is_empty());
-    assert_eq!(c.chan.live_lookups(), vec![], "every lookup reference is forgotten");
+    assert_eq!(
+        c.chan.live_lookups(),
+        vec![],
+        "every lookup reference is forgotten"
+    );
 }
 
 #[test]
@@ -279,10 +321,17 @@ fn lists_directories_with_continuation_and_forgets_entries() {
     let mut c = client();
     let mut l = c.list("/").unwrap();
     l.sort_by(|a, b| a.name.cmp(&b.name));
-    let names: Vec<_> = l.iter().map(|e| (e.name.as_str(), e.is_dir, e.size)).collect();
+    let names: Vec<_> = l
+        .iter()
+        .map(|e| (e.name.as_str(), e.is_dir, e.size))
+        .collect();
     assert_eq!(
         names,
-        vec![("big.bin", false, Some(3 * 1024 * 1024 + 123)), ("empty", false, Some(0)), ("sub", true, Some(4096))]
+        vec![
+            ("big.bin", false, Some(3 * 1024 * 1024 + 123)),
+            ("empty", false, Some(0)),
+            ("sub", true, Some(4096))
+        ]
     );
     assert_eq!(c.list("sub").unwrap()[0].name, "small.txt");
     assert_eq!(c.chan.live_lookups(), vec![]);
@@ -295,7 +344,14 @@ fn plain_readdir_when_the_server_has_no_readdirplus() {
     server.readdirplus = false;
     let mut c = FsClient::new(server).unwrap();
     let l = c.list("/sub").unwrap();
-    assert_eq!(l, vec![ListEntry { name: "small.txt".into(), is_dir: false, size: None }]);
+    assert_eq!(
+        l,
+        vec![ListEntry {
+            name: "small.txt".into(),
+            is_dir: false,
+            size: None
+        }]
+    );
 }
 
 #[test]
@@ -303,7 +359,10 @@ fn errors_are_typed_and_leave_no_references() {
     let mut c = client();
     assert_eq!(c.open("/missing").unwrap_err(), FsError::NotFound);
     assert_eq!(c.open("/sub").unwrap_err(), FsError::IsADirectory);
-    assert_eq!(c.open("/sub/small.txt/x").unwrap_err(), FsError::NotADirectory);
+    assert_eq!(
+        c.open("/sub/small.txt/x").unwrap_err(),
+        FsError::NotADirectory
+    );
     assert_eq!(c.list("/big.bin").unwrap_err(), FsError::NotADirectory);
     assert!(matches!(c.open("/../etc/passwd"), Err(FsError::BadPath(_))));
     assert!(matches!(c.open("sub/../big.bin"), Err(FsError::BadPath(_))));
@@ -319,7 +378,10 @@ fn a_file_that_shrinks_mid_read_is_a_short_read_not_a_panic() {
     c.chan.faults.shrink_after_reads = Some((2, 300_000));
     let mut buf = vec![0u8; 2 * 1024 * 1024];
     let err = c.read_exact_at(&f, 0, &mut buf).unwrap_err();
-    assert!(matches!(err, FsError::UnexpectedEof { wanted, got, .. } if wanted == 2 * 1024 * 1024 && got < wanted), "{err:?}");
+    assert!(
+        matches!(err, FsError::UnexpectedEof { wanted, got, .. } if wanted == 2 * 1024 * 1024 && got < wanted),
+        "{err:?}"
+    );
     let mut f = f;
     assert_eq!(c.size(&mut f).unwrap(), 300_000);
     c.close(f).unwrap();
@@ -331,7 +393,10 @@ fn a_truncated_reply_is_a_protocol_error() {
     let f = c.open("big.bin").unwrap();
     c.chan.faults.cut_read_replies = Some(9);
     let mut buf = vec![0u8; 1024 * 1024];
-    assert!(matches!(c.read_at(&f, 0, &mut buf), Err(FsError::Protocol(_))));
+    assert!(matches!(
+        c.read_at(&f, 0, &mut buf),
+        Err(FsError::Protocol(_))
+    ));
     // The channel is still consistent: nothing left in flight.
     assert!(c.chan.pending.is_empty());
     c.chan.faults.cut_read_replies = None;
