@@ -196,11 +196,8 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
             .find(|c| c.id == id)
             .map(|c| c.state)
             .ok_or(VsockError::Reset)?;
-        let n = match self.mgr.recv(id.peer, id.port, buf) {
-            Ok(n) => n,
-            // The manager forgets a closed connection once it is drained.
-            Err(_) => 0,
-        };
+        // The manager forgets a closed connection once it is drained: 0.
+        let n = self.mgr.recv(id.peer, id.port, buf).unwrap_or_default();
         if n == 0 {
             return match state {
                 State::Open => Ok(0),

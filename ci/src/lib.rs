@@ -1,0 +1,3 @@
+//! Host-side VM runner and integration tests.
+
+pub mod daemons;
