@@ -20,4 +20,45 @@
 //!   and powers off with a failure code
 //! - `mm::map_mmio(phys, len)`, DMA-able frames from the frame allocator
 //! - `power::exit(code) -> !`
+//!
+//! Further names each architecture module provides (same signatures on both):
+//!
+//! - `console::init()` is done by boot; `console::write_bytes` works from then on
+//!   (and from the trap handler, without locks).
+//! - `cpu::features() -> &'static CpuFeatures`, `cpu::halt() -> !` (idle forever),
+//!   `cpu::RET_INSTRUCTION: &[u8]` (a "return" opcode, for the exec-from-data
+//!   self-test), `cpu::read_u64(addr)` (a raw load through asm, for the
+//!   null-read self-test: no Rust-level null dereference),
+//!   `cpu::simd_selftest() -> Result<&'static str, &'static str>` (every SIMD
+//!   unit present computes a known dot product; `Ok` names the units).
+//! - `time::frequency_hz() -> u64`, `time::calibration() -> &'static str`
+//!   (how the clock was calibrated, for the boot log).
+//! - `mm::alloc_frames(pages, align) -> Option<u64>`, `mm::free_frames(addr, pages)`,
+//!   `mm::free_bytes() -> u64`, `mm::largest_free_bytes() -> u64` (the global
+//!   [`frame_alloc::FrameAllocator`]; `free_frames` returns `Result<(), FrameError>`);
+//!   `mm::map_mmio(phys, len) -> Result<(), mm::MapError>`;
+//!   `mm::alloc_stack(pages) -> Option<stack::Stack>` (`pages` includes the
+//!   guard page, which is left unmapped; the trap handler names a fault in it a
+//!   stack overflow), `mm::free_stack(stack::Stack)`;
+//!   `mm::boot_stack() -> stack::Stack`.
+//! - `task::Context` (`Context::empty()` is a const fn), `task::Context::new(stack_top, entry: extern "C" fn(usize) -> !, arg)`,
+//!   `unsafe task::switch(from: *mut Context, to: *const Context)`.
+//! - `power::exit(code: u8) -> !` — 0 = success; the runner decodes it.
 #![cfg_attr(not(test), no_std)]
+
+pub mod bootinfo;
+pub mod cmdline;
+pub mod cpu_features;
+pub mod frame_alloc;
+pub mod log_ring;
+pub mod pvh;
+pub mod spin;
+pub mod stack;
+
+pub use bootinfo::BootInfo;
+pub use cpu_features::CpuFeatures;
+
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+mod x86_64;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub use self::x86_64::{console, cpu, mm, power, task, time, trap};

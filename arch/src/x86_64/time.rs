@@ -1,0 +1,140 @@
+//! Monotonic clock: the TSC, converted to nanoseconds with a calibrated frequency.
+//!
+//! Calibration, first source that works:
+//! 1. CPUID 0x15 (TSC/crystal ratio × crystal Hz) — real Intel CPUs; QEMU TCG
+//!    `-cpu max` reports max leaf 0xd, so not there.
+//! 2. CPUID 0x16 (base MHz) — same.
+//! 3. Hypervisor leaf 0x40000010 (TSC kHz; KVM/VMware with `vmware-cpuid-freq`).
+//! 4. The PIT: channel 2 counts 5 ms (gate via port 0x61, mode 0) while we read
+//!    the TSC. This is what q35 uses under TCG, and microvm with its default
+//!    `pit=on` (the runner keeps it on for this reason).
+//! 5. Nothing (microvm with `pit=off` under TCG): assume 1 GHz and say so in
+//!    the boot log — the clock is then monotonic but not to scale.
+//!
+//! Under TCG the guest TSC follows the host TSC, so the PIT measurement holds.
+
+use super::cpu::cpuid;
+use super::port::{inb, outb};
+use core::arch::x86_64::_rdtsc;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+extern "C" {
+    /// TSC at the first instruction (`pvh_start`).
+    static boot_tsc: u64;
+}
+
+static FREQ_HZ: AtomicU64 = AtomicU64::new(0);
+/// ns = ticks * MULT >> 32.
+static MULT: AtomicU64 = AtomicU64::new(0);
+static SOURCE: AtomicUsize = AtomicUsize::new(0);
+
+const SOURCES: [&str; 6] = [
+    "uncalibrated",
+    "cpuid 0x15 crystal",
+    "cpuid 0x16 base frequency",
+    "hypervisor cpuid 0x40000010",
+    "PIT channel 2, 5 ms",
+    "no calibration source: assumed 1 GHz",
+];
+
+const PIT_HZ: u64 = 1_193_182;
+const PIT_WINDOW_MS: u64 = 5;
+
+fn rdtsc() -> u64 {
+    // Safety: RDTSC is always available on x86_64.
+    unsafe { _rdtsc() }
+}
+
+pub fn init() {
+    let (hz, src) = calibrate();
+    FREQ_HZ.store(hz, Ordering::Relaxed);
+    MULT.store(
+        ((1_000_000_000u128 << 32) / hz as u128) as u64,
+        Ordering::Relaxed,
+    );
+    SOURCE.store(src, Ordering::Relaxed);
+}
+
+fn calibrate() -> (u64, usize) {
+    let max = cpuid(0, 0).eax;
+    if max >= 0x15 {
+        let l = cpuid(0x15, 0);
+        if l.eax != 0 && l.ebx != 0 && l.ecx != 0 {
+            return (l.ecx as u64 * l.ebx as u64 / l.eax as u64, 1);
+        }
+    }
+    if max >= 0x16 {
+        let mhz = cpuid(0x16, 0).eax & 0xffff;
+        if mhz != 0 {
+            return (mhz as u64 * 1_000_000, 2);
+        }
+    }
+    let hv_present = cpuid(1, 0).ecx & (1 << 31) != 0;
+    if hv_present && cpuid(0x4000_0000, 0).eax >= 0x4000_0010 {
+        let khz = cpuid(0x4000_0010, 0).eax;
+        if khz != 0 {
+            return (khz as u64 * 1000, 3);
+        }
+    }
+    if let Some(hz) = pit_calibrate() {
+        return (hz, 4);
+    }
+    (1_000_000_000, 5)
+}
+
+/// Count PIT channel 2 down over PIT_WINDOW_MS in mode 0 and time it with the TSC.
+fn pit_calibrate() -> Option<u64> {
+    let count = PIT_HZ * PIT_WINDOW_MS / 1000;
+    // Safety: standard PIT/port 0x61 programming; without a PIT the ports read 0xff.
+    unsafe {
+        let gate = inb(0x61);
+        outb(0x61, (gate & !0x02) | 0x01); // gate channel 2 on, speaker off
+        outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0, binary
+        outb(0x42, count as u8);
+        outb(0x42, (count >> 8) as u8);
+        // In mode 0 OUT2 (port 0x61 bit 5) is low until the count expires:
+        // if it is already high, there is no PIT.
+        if inb(0x61) & 0x20 != 0 {
+            return None;
+        }
+        let t0 = rdtsc();
+        let mut spins: u64 = 0;
+        while inb(0x61) & 0x20 == 0 {
+            spins += 1;
+            if spins > 100_000_000 {
+                return None;
+            }
+        }
+        let t1 = rdtsc();
+        outb(0x61, gate);
+        let hz = (t1 - t0) * 1000 / PIT_WINDOW_MS;
+        (hz > 0).then_some(hz)
+    }
+}
+
+fn ticks_to_ns(ticks: u64) -> u64 {
+    ((ticks as u128 * MULT.load(Ordering::Relaxed) as u128) >> 32) as u64
+}
+
+fn boot() -> u64 {
+    // Safety: written once by the entry code before any Rust ran.
+    unsafe { core::ptr::addr_of!(boot_tsc).read() }
+}
+
+/// Monotonic nanoseconds (origin: the first instruction).
+pub fn now_ns() -> u64 {
+    ticks_to_ns(rdtsc().saturating_sub(boot()))
+}
+
+/// Nanoseconds since the first instruction of the kernel.
+pub fn since_boot_ns() -> u64 {
+    now_ns()
+}
+
+pub fn frequency_hz() -> u64 {
+    FREQ_HZ.load(Ordering::Relaxed)
+}
+
+pub fn calibration() -> &'static str {
+    SOURCES[SOURCE.load(Ordering::Relaxed)]
+}

@@ -1,0 +1,99 @@
+//! microkernelia: a unikernel that boots on x86_64 and aarch64 and (later) serves
+//! an LLM over MCP. This crate only glues: the architecture layer (`arch`) brings
+//! the machine up and calls [`kernel_main`]; here we start logging and the heap,
+//! run the self-tests the command line asks for, and report boot time.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod heap;
+mod logger;
+mod selftest;
+mod task;
+
+use arch::BootInfo;
+
+/// Exit codes the kernel reports to the host (the runner decodes them).
+pub mod exit_code {
+    pub const SUCCESS: u8 = 0;
+    pub const SELFTEST_FAILED: u8 = 1;
+    pub const PANIC: u8 = 2;
+    /// Used by `arch::trap` for unexpected exceptions.
+    pub const EXCEPTION: u8 = 3;
+    pub const STACK_CANARY: u8 = 4;
+}
+
+/// Called by the architecture's boot code with paging, FP/SIMD, console, traps,
+/// clock and the frame allocator up.
+#[no_mangle]
+pub fn kernel_main(info: &'static BootInfo) -> ! {
+    let cmdline = info.cmdline();
+    logger::init(cmdline.get("loglevel"));
+    log::info!(
+        "microkernelia {} on {}",
+        env!("CARGO_PKG_VERSION"),
+        info.protocol
+    );
+    log::info!("cmdline: \"{}\"", cmdline.as_str());
+    log_platform(info);
+    heap::init();
+
+    log::info!(
+        "boot done: {} us since first instruction",
+        arch::time::since_boot_ns() / 1000
+    );
+
+    let code = match cmdline.get("selftest") {
+        None | Some("") | Some("all") => selftest::run_all(),
+        Some("none") => exit_code::SUCCESS,
+        Some(name) => selftest::run_one(name),
+    };
+    // Until the MCP server lands, a boot ends after its self-tests.
+    arch::power::exit(code)
+}
+
+fn log_platform(info: &BootInfo) {
+    let f = arch::cpu::features();
+    let mut simd = heapless_join::<256>(f.simd_names());
+    if simd.is_empty() {
+        simd.push_str("none");
+    }
+    log::info!("cpu simd: {}", simd.as_str());
+    log::info!(
+        "clock: {} Hz ({})",
+        arch::time::frequency_hz(),
+        arch::time::calibration()
+    );
+    for r in info.memory.regions() {
+        log::debug!("mem {:#012x}-{:#012x} {:?}", r.start, r.end(), r.kind);
+    }
+    log::info!(
+        "memory: {} MiB usable, kernel image {:#x}-{:#x}, rsdp {:?}, fdt {:?}",
+        info.memory.usable_bytes() >> 20,
+        info.kernel_start,
+        info.kernel_end,
+        info.rsdp,
+        info.fdt
+    );
+}
+
+/// Join names with spaces into a fixed buffer (before the heap exists).
+fn heapless_join<'a, const N: usize>(items: impl Iterator<Item = &'a str>) -> logger::FixedStr<N> {
+    let mut s = logger::FixedStr::<N>::new();
+    for (i, it) in items.enumerate() {
+        if i > 0 {
+            s.push_str(" ");
+        }
+        s.push_str(it);
+    }
+    s
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    use core::fmt::Write;
+    let mut out = logger::RawConsole;
+    let _ = write!(out, "\nPANIC: {}\n", info);
+    arch::power::exit(exit_code::PANIC)
+}
