@@ -277,8 +277,9 @@ pub fn parse_init(b: &[u8]) -> Result<InitOut, FsError> {
         return Err(FsError::Protocol("fuse_init_out too short"));
     }
     let flags = get32(b, 12)?;
-    let max_pages = if flags & FUSE_MAX_PAGES != 0 && b.len() >= 24 + 4 {
-        u16::from_le_bytes([b[24], b[25]])
+    // fuse_init_out: ... max_write @20, time_gran @24, max_pages @28 (7.28+).
+    let max_pages = if flags & FUSE_MAX_PAGES != 0 && b.len() >= 30 {
+        u16::from_le_bytes([b[28], b[29]])
     } else {
         0
     };
@@ -521,7 +522,8 @@ mod tests {
         b[0..4].copy_from_slice(&7u32.to_le_bytes());
         b[4..8].copy_from_slice(&38u32.to_le_bytes());
         b[12..16].copy_from_slice(&FUSE_MAX_PAGES.to_le_bytes());
-        b[24..26].copy_from_slice(&256u16.to_le_bytes());
+        b[24..28].copy_from_slice(&1u32.to_le_bytes()); // time_gran
+        b[28..30].copy_from_slice(&256u16.to_le_bytes());
         let i = parse_init(&b).unwrap();
         assert_eq!((i.major, i.minor, i.max_pages), (7, 38, 256));
         b[12..16].copy_from_slice(&0u32.to_le_bytes());

@@ -7,6 +7,8 @@
 
 extern crate alloc;
 
+mod device_tests;
+mod devices;
 mod heap;
 mod logger;
 mod selftest;
@@ -43,6 +45,11 @@ pub fn kernel_main(info: &'static BootInfo) -> ! {
         "boot done: {} us since first instruction",
         arch::time::since_boot_ns() / 1000
     );
+
+    // Device tests (test=fs-checksum, vsock-echo, fs-errors): see device_tests.rs.
+    if let Some(test) = cmdline.get("test") {
+        arch::power::exit(device_tests::run(info, test));
+    }
 
     let code = match cmdline.get("selftest") {
         None | Some("") | Some("all") => selftest::run_all(),

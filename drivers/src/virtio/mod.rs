@@ -11,7 +11,11 @@ pub mod mmio;
 pub mod pci;
 pub mod regs;
 
-use virtio_drivers::transport::{DeviceStatus, DeviceType, Transport};
+use virtio_drivers::{
+    transport::{DeviceStatus, DeviceType, InterruptStatus, Transport},
+    Error, PhysAddr,
+};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// Virtio device ids (virtio 1.2 §5).
 pub const DEVICE_ID_VSOCK: u32 = 19;
@@ -83,4 +87,77 @@ pub fn negotiate_features<T: Transport>(
         return Err(VirtioInitError::FeaturesRejected { offered, wanted });
     }
     Ok(negotiated)
+}
+
+/// Either transport, so the kernel can hold one device type for both buses.
+#[derive(Debug)]
+pub enum AnyTransport {
+    Pci(pci::PciTransport),
+    Mmio(mmio::MmioTransport),
+}
+
+macro_rules! delegate {
+    ($self:ident, $t:ident => $e:expr) => {
+        match $self {
+            AnyTransport::Pci($t) => $e,
+            AnyTransport::Mmio($t) => $e,
+        }
+    };
+}
+
+impl VirtioTransport for AnyTransport {
+    fn device_id(&self) -> u32 {
+        delegate!(self, t => t.device_id())
+    }
+}
+
+impl Transport for AnyTransport {
+    fn device_type(&self) -> DeviceType {
+        delegate!(self, t => t.device_type())
+    }
+    fn read_device_features(&mut self) -> u64 {
+        delegate!(self, t => t.read_device_features())
+    }
+    fn write_driver_features(&mut self, f: u64) {
+        delegate!(self, t => t.write_driver_features(f))
+    }
+    fn max_queue_size(&mut self, q: u16) -> u32 {
+        delegate!(self, t => t.max_queue_size(q))
+    }
+    fn notify(&mut self, q: u16) {
+        delegate!(self, t => t.notify(q))
+    }
+    fn get_status(&self) -> DeviceStatus {
+        delegate!(self, t => t.get_status())
+    }
+    fn set_status(&mut self, s: DeviceStatus) {
+        delegate!(self, t => t.set_status(s))
+    }
+    fn set_guest_page_size(&mut self, s: u32) {
+        delegate!(self, t => t.set_guest_page_size(s))
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        false
+    }
+    fn queue_set(&mut self, q: u16, size: u32, desc: PhysAddr, driver: PhysAddr, device: PhysAddr) {
+        delegate!(self, t => t.queue_set(q, size, desc, driver, device))
+    }
+    fn queue_unset(&mut self, q: u16) {
+        delegate!(self, t => t.queue_unset(q))
+    }
+    fn queue_used(&mut self, q: u16) -> bool {
+        delegate!(self, t => t.queue_used(q))
+    }
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        delegate!(self, t => t.ack_interrupt())
+    }
+    fn read_config_generation(&self) -> u32 {
+        delegate!(self, t => t.read_config_generation())
+    }
+    fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> Result<T, Error> {
+        delegate!(self, t => t.read_config_space(offset))
+    }
+    fn write_config_space<T: IntoBytes + Immutable>(&mut self, offset: usize, value: T) -> Result<(), Error> {
+        delegate!(self, t => t.write_config_space(offset, value))
+    }
 }

@@ -108,7 +108,8 @@ impl FakeServer {
                     flags |= fuse::FUSE_DO_READDIRPLUS;
                 }
                 b[12..16].copy_from_slice(&flags.to_le_bytes());
-                b[24..26].copy_from_slice(&64u16.to_le_bytes()); // 256 KiB
+                b[24..28].copy_from_slice(&1u32.to_le_bytes()); // time_gran
+                b[28..30].copy_from_slice(&64u16.to_le_bytes()); // 256 KiB
                 (0, b)
             }
             1 => {
