@@ -87,11 +87,14 @@ impl<C: FuseChannel> FsClient<C> {
         if init.max_pages != 0 {
             client.max_read = (init.max_pages as u32 * 4096).min(MAX_READ_CHUNK);
         }
-        client.readdirplus = init.flags & fuse::FUSE_DO_READDIRPLUS != 0;
-        log::debug!(
-            "virtio-fs: FUSE {}.{}, max read {} bytes",
+        // virtiofsd serves READDIRPLUS without echoing FUSE_DO_READDIRPLUS
+        // in its INIT reply, so always try it; ENOSYS switches to READDIR.
+        client.readdirplus = true;
+        log::info!(
+            "virtio-fs: FUSE {}.{}, flags {:#x}, max read {} bytes",
             init.major,
             init.minor,
+            init.flags,
             client.max_read
         );
         Ok(client)

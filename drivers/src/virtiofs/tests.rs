@@ -172,6 +172,7 @@ impl FakeServer {
                     Kind::Dir(_) => (-21, vec![]),
                 }
             }
+            44 if !self.readdirplus => (-38, vec![]),
             28 | 44 => {
                 let plus = op == 44;
                 let offset = u64::from_le_bytes(body[8..16].try_into().unwrap()) as usize;
