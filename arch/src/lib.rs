@@ -40,7 +40,8 @@
 //!   `mm::alloc_stack(pages) -> Option<stack::Stack>` (`pages` includes the
 //!   guard page, which is left unmapped; the trap handler names a fault in it a
 //!   stack overflow), `mm::free_stack(stack::Stack)`;
-//!   `mm::boot_stack() -> stack::Stack`.
+//!   `mm::boot_stack() -> stack::Stack`; `mm::is_mapped(addr) -> bool` (walks
+//!   the live page tables; lock-free, usable from the trap handler).
 //! - `task::Context` (`Context::empty()` is a const fn), `task::Context::new(stack_top, entry: extern "C" fn(usize) -> !, arg)`,
 //!   `unsafe task::switch(from: *mut Context, to: *const Context)`.
 //! - `power::exit(code: u8) -> !` — 0 = success; the runner decodes it.

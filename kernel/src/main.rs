@@ -46,6 +46,8 @@ pub fn kernel_main(info: &'static BootInfo) -> ! {
         arch::time::since_boot_ns() / 1000
     );
 
+    selftest::set_boot_info(info);
+
     // Device tests (test=fs-checksum, vsock-echo, fs-errors): see device_tests.rs.
     if let Some(test) = cmdline.get("test") {
         arch::power::exit(device_tests::run(info, test));

@@ -10,7 +10,21 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use arch::frame_alloc::PAGE_SIZE;
 use arch::spin::SpinLock;
+use arch::BootInfo;
 use core::hint::black_box;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// The boot info, for tests that need the memory map.
+static BOOT_INFO: AtomicPtr<BootInfo> = AtomicPtr::new(core::ptr::null_mut());
+
+pub fn set_boot_info(info: &'static BootInfo) {
+    BOOT_INFO.store(info as *const BootInfo as *mut BootInfo, Ordering::Relaxed);
+}
+
+fn boot_info() -> Option<&'static BootInfo> {
+    // Safety: only ever set from a &'static BootInfo.
+    unsafe { BOOT_INFO.load(Ordering::Relaxed).as_ref() }
+}
 
 type TestFn = fn() -> Result<(), &'static str>;
 
@@ -22,14 +36,30 @@ const NON_FAULTING: &[(&str, TestFn)] = &[
     ("simd", simd),
     ("log-ring", log_ring),
     ("tasks", tasks),
+    ("paging", paging),
 ];
 
-const FAULTING: &[(&str, fn())] = &[
-    ("write-text", write_text),
-    ("exec-data", exec_data),
-    ("null-read", null_read),
-    ("stack-overflow", stack_overflow),
-    ("canary", canary),
+/// Tests that must not return: (name, what should happen, test).
+const FAULTING: &[(&str, &str, fn())] = &[
+    (
+        "write-text",
+        "a page fault: write to a read-only page",
+        write_text,
+    ),
+    (
+        "exec-data",
+        "a page fault: instruction fetch from a no-execute page",
+        exec_data,
+    ),
+    ("null-read", "a page fault: null pointer", null_read),
+    (
+        "stack-overflow",
+        "a page fault in a stack guard page",
+        stack_overflow,
+    ),
+    ("canary", "the canary check to stop the kernel", canary),
+    ("panic", "a panic report", panic),
+    ("hang", "no end: the host must time out", hang),
 ];
 
 pub fn run_all() -> u8 {
@@ -57,8 +87,8 @@ pub fn run_one(name: &str) -> u8 {
             exit_code::SELFTEST_FAILED
         };
     }
-    if let Some((n, f)) = FAULTING.iter().find(|(n, _)| *n == name) {
-        log::info!("selftest {n}: expecting a fault report");
+    if let Some((n, expect, f)) = FAULTING.iter().find(|(n, _, _)| *n == name) {
+        log::info!("selftest {n}: expecting {expect}");
         f();
         log::error!("selftest {n}: FAILED: the expected fault did not happen");
         return exit_code::SELFTEST_FAILED;
@@ -67,7 +97,7 @@ pub fn run_one(name: &str) -> u8 {
     let names = NON_FAULTING
         .iter()
         .map(|(n, _)| *n)
-        .chain(FAULTING.iter().map(|(n, _)| *n));
+        .chain(FAULTING.iter().map(|(n, _, _)| *n));
     for n in names {
         log::error!("  {n}");
     }
@@ -159,7 +189,10 @@ fn heap() -> Result<(), &'static str> {
     // Safety: non-zero size; freed right away with the same layout.
     unsafe {
         let q = alloc::alloc::alloc(layout);
-        check(!q.is_null() && q as usize % 4096 == 0, "aligned alloc")?;
+        check(
+            !q.is_null() && (q as usize).is_multiple_of(4096),
+            "aligned alloc",
+        )?;
         alloc::alloc::dealloc(q, layout);
     }
     Ok(())
@@ -263,6 +296,50 @@ fn tasks() -> Result<(), &'static str> {
     check(order == expect, "tasks did not interleave round-robin")
 }
 
+/// The page tables say what the protection tests rely on, and `map_mmio`
+/// refuses bad ranges with an error and maps good ones.
+fn paging() -> Result<(), &'static str> {
+    use arch::mm::{is_mapped, map_mmio};
+    let info = boot_info().ok_or("no boot info")?;
+    check(!is_mapped(0), "page 0 is mapped")?;
+    check(
+        is_mapped(paging as fn() -> Result<(), &'static str> as usize as u64),
+        "text not mapped",
+    )?;
+    let boot = arch::mm::boot_stack();
+    check(
+        !is_mapped(boot.guard.ok_or("boot stack has no guard")?),
+        "boot stack guard mapped",
+    )?;
+    check(
+        is_mapped(boot.bottom) && is_mapped(boot.top - 1),
+        "boot stack not mapped",
+    )?;
+    check(
+        map_mmio(0x1000_0000, 0).is_err(),
+        "empty MMIO range accepted",
+    )?;
+    check(
+        map_mmio(u64::MAX - 0xfff, 0x2000).is_err(),
+        "overflowing MMIO range accepted",
+    )?;
+    check(
+        map_mmio(info.kernel_start, 0x1000).is_err(),
+        "MMIO over the kernel accepted",
+    )?;
+    // A hole above RAM: a partial 4 KiB head, then whole 2 MiB pages.
+    let hole = (info.memory.usable_end() + (2 << 30) - 1) & !((1 << 30) - 1);
+    let (start, len) = (hole - 0x1000, 0x40_1000);
+    check(!is_mapped(start), "hole already mapped")?;
+    map_mmio(start, len).map_err(|_| "map_mmio of a free hole failed")?;
+    check(
+        is_mapped(start) && is_mapped(hole + 0x20_0000) && is_mapped(start + len - 1),
+        "not mapped",
+    )?;
+    check(!is_mapped(start + len), "mapped past the end")?;
+    Ok(())
+}
+
 // ---- faulting: each must end in the trap handler ----
 
 fn write_text() {
@@ -337,4 +414,18 @@ fn canary() {
     if r.is_ok() {
         task::run();
     }
+}
+
+fn panic() {
+    let v: Vec<u32> = Vec::new();
+    // An out-of-bounds index the compiler cannot see through.
+    let i = black_box(3usize);
+    log::info!("selftest panic: indexing an empty vector at {i}");
+    black_box(v[i]);
+}
+
+/// Never returns: lets the host tests prove a hung kernel fails by timeout.
+fn hang() {
+    log::info!("selftest hang: spinning forever");
+    arch::cpu::halt();
 }

@@ -23,6 +23,8 @@ struct Task {
 }
 
 struct Scheduler {
+    // Boxed: a task's Context must not move while the task is switched out.
+    #[allow(clippy::vec_box)]
     tasks: Vec<Box<Task>>,
     current: Option<usize>,
     boot_ctx: Context,

@@ -61,12 +61,16 @@ fn bit(r: u32, n: u32) -> bool {
     r & (1 << n) != 0
 }
 
+/// # Safety
+/// `msr` must exist on this CPU (else #GP).
 pub unsafe fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
     ((hi as u64) << 32) | lo as u64
 }
 
+/// # Safety
+/// `msr` must exist and `v` be a valid value for it; MSRs change CPU behaviour.
 pub unsafe fn wrmsr(msr: u32, v: u64) {
     unsafe {
         asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack))

@@ -7,8 +7,8 @@
 //! - the kernel image at 4 KiB granularity: text R+X, rodata R+NX,
 //!   data/bss/stacks RW+NX (CR0.WP is set, so the kernel cannot write text);
 //! - page 0 unmapped (null pointers fault);
-//! - the page under every stack unmapped (guard page), registered so the trap
-//!   handler can name a fault there a stack overflow;
+//! - the page under every stack (boot, IST, task stacks) unmapped (guard page),
+//!   registered so the trap handler can name a fault there a stack overflow;
 //! - MMIO mapped on request, uncached (`map_mmio`).
 //!
 //! Intermediate entries are P|W without NX: permissions come from the leaf.
@@ -129,7 +129,7 @@ impl Mm {
         let mut a = align_down(start, PAGE_SIZE);
         let end = align_up(end, PAGE_SIZE);
         while a < end {
-            if a % HUGE == 0 && a + HUGE <= end {
+            if a.is_multiple_of(HUGE) && a + HUGE <= end {
                 let e = self.entry(a, 2)?;
                 if *e & P != 0 && *e & PS == 0 {
                     // Already split into 4 KiB pages: keep them, set each.
@@ -198,10 +198,11 @@ pub fn init(info: &BootInfo) {
         a += PAGE_SIZE;
     }
     mm.map_4k(0, 0).expect("mm: unmapping page 0");
-    let boot = boot_stack();
-    mm.map_4k(boot.guard.unwrap(), 0)
-        .expect("mm: boot stack guard");
-    register_guard(boot);
+    for stack in core::iter::once(boot_stack()).chain(super::gdt::ist_stacks()) {
+        mm.map_4k(stack.guard.unwrap(), 0)
+            .expect("mm: stack guard page");
+        register_guard(stack);
+    }
 
     let pml4 = mm.pml4;
     // Safety: the new tables identity-map all RAM including the running code,

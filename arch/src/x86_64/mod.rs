@@ -3,7 +3,7 @@
 mod boot;
 pub mod console;
 pub mod cpu;
-mod gdt;
+pub(crate) mod gdt;
 pub mod mm;
 mod port;
 pub mod power;

@@ -5,9 +5,9 @@
 //!    `-cpu max` reports max leaf 0xd, so not there.
 //! 2. CPUID 0x16 (base MHz) — same.
 //! 3. Hypervisor leaf 0x40000010 (TSC kHz; KVM/VMware with `vmware-cpuid-freq`).
-//! 4. The PIT: channel 2 counts 5 ms (gate via port 0x61, mode 0) while we read
-//!    the TSC. This is what q35 uses under TCG, and microvm with its default
-//!    `pit=on` (the runner keeps it on for this reason).
+//! 4. The PIT: channel 0 counts down 2 ms (±1 PIT tick = 0.04%) (read back with latch commands)
+//!    while we read the TSC. This is what q35 uses under TCG, and microvm with
+//!    `pit=on` (the runner keeps the PIT on for this reason).
 //! 5. Nothing (microvm with `pit=off` under TCG): assume 1 GHz and say so in
 //!    the boot log — the clock is then monotonic but not to scale.
 //!
@@ -33,12 +33,12 @@ const SOURCES: [&str; 6] = [
     "cpuid 0x15 crystal",
     "cpuid 0x16 base frequency",
     "hypervisor cpuid 0x40000010",
-    "PIT channel 2, 5 ms",
+    "PIT channel 0, 2 ms",
     "no calibration source: assumed 1 GHz",
 ];
 
 const PIT_HZ: u64 = 1_193_182;
-const PIT_WINDOW_MS: u64 = 5;
+const PIT_WINDOW_MS: u64 = 2;
 
 fn rdtsc() -> u64 {
     // Safety: RDTSC is always available on x86_64.
@@ -82,33 +82,54 @@ fn calibrate() -> (u64, usize) {
     (1_000_000_000, 5)
 }
 
-/// Count PIT channel 2 down over PIT_WINDOW_MS in mode 0 and time it with the TSC.
+/// Let PIT channel 0 count down over PIT_WINDOW_MS (reading it back with the
+/// latch command) and time it with the TSC. Channel 0 is used rather than
+/// channel 2 because channel 2's gate lives in port 0x61 (the PC speaker),
+/// which microvm does not have. Interrupts are off, so the IRQ0 that mode 0
+/// raises at terminal count goes nowhere.
 fn pit_calibrate() -> Option<u64> {
-    let count = PIT_HZ * PIT_WINDOW_MS / 1000;
-    // Safety: standard PIT/port 0x61 programming; without a PIT the ports read 0xff.
+    let window = PIT_HZ * PIT_WINDOW_MS / 1000;
+    // Safety: standard PIT programming; without a PIT the ports read 0xff.
     unsafe {
-        let gate = inb(0x61);
-        outb(0x61, (gate & !0x02) | 0x01); // gate channel 2 on, speaker off
-        outb(0x43, 0xb0); // channel 2, lobyte/hibyte, mode 0, binary
-        outb(0x42, count as u8);
-        outb(0x42, (count >> 8) as u8);
-        // In mode 0 OUT2 (port 0x61 bit 5) is low until the count expires:
-        // if it is already high, there is no PIT.
-        if inb(0x61) & 0x20 != 0 {
-            return None;
+        let read = || {
+            outb(0x43, 0x00); // latch channel 0
+            let lo = inb(0x40) as u64;
+            let hi = inb(0x40) as u64;
+            (hi << 8) | lo
+        };
+        outb(0x43, 0x30); // channel 0, lobyte/hibyte, mode 0, binary
+        outb(0x40, 0xff);
+        outb(0x40, 0xff);
+        // Wait for the count to start moving (loading takes one PIT clock).
+        // A PIT ticks every 838 ns; 10M TSC ticks is a few ms on any CPU that
+        // runs this, so an absent PIT (reads 0xffff forever) costs little.
+        let first = read();
+        let mut c0 = first;
+        let start = rdtsc();
+        while c0 == first {
+            if rdtsc() - start > 10_000_000 {
+                return None;
+            }
+            c0 = read();
         }
-        let t0 = rdtsc();
         let mut spins: u64 = 0;
-        while inb(0x61) & 0x20 == 0 {
+        let t0 = rdtsc();
+        loop {
+            let c = read();
+            if c > c0 {
+                return None; // wrapped or garbage: no sane PIT
+            }
+            if c0 - c >= window {
+                let t1 = rdtsc();
+                // Scale by the ticks actually elapsed (may overshoot the window).
+                let hz = (t1 - t0) as u128 * PIT_HZ as u128 / (c0 - c) as u128;
+                return (hz > 0).then_some(hz as u64);
+            }
             spins += 1;
             if spins > 100_000_000 {
                 return None;
             }
         }
-        let t1 = rdtsc();
-        outb(0x61, gate);
-        let hz = (t1 - t0) * 1000 / PIT_WINDOW_MS;
-        (hz > 0).then_some(hz)
     }
 }
 

@@ -366,7 +366,10 @@ extern "C" fn trap_dispatch(f: &mut TrapFrame) {
     let _ = writeln!(w, "      #0 {:#018x}", f.rip);
     let mut rbp = f.rbp;
     for depth in 1..32 {
-        if rbp == 0 || rbp % 8 != 0 || !super::mm::is_mapped(rbp) || !super::mm::is_mapped(rbp + 8)
+        if rbp == 0
+            || !rbp.is_multiple_of(8)
+            || !super::mm::is_mapped(rbp)
+            || !super::mm::is_mapped(rbp + 8)
         {
             break;
         }

@@ -1,0 +1,74 @@
+# microkernelia — build, run and test. See README.md.
+#
+#   make run-x86 [MACHINE=q35|microvm] [ACCEL=tcg|kvm] [APPEND="selftest=null-read"]
+#   make test            host tests + boot tests of every arch in ARCHES
+#
+# Per-architecture rules live in their own sections below.
+
+SHELL := /bin/bash
+ARCHES ?= x86_64 aarch64
+ACCEL ?= tcg
+APPEND ?=
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+# The kernel is built for bare-metal targets with build-std (see DEVELOPERS
+# notes in docs/ARCHITECTURE.md); RUSTC_BOOTSTRAP allows the -Z flags on stable.
+KERNEL_CARGO := cd kernel && RUSTC_BOOTSTRAP=1 $(CARGO) build --release
+BUILD_STD := -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem
+RUNNER := target/release/mk-run
+BOOT_TEST_TIMEOUT ?= 1200
+
+.PHONY: all setup runner test test-host test-boot clippy fmt
+all: build-x86
+
+setup:
+	@ci/setup.sh
+
+runner: setup
+	@$(CARGO) build -q --release -p ci --bin mk-run
+
+test-host: setup
+	$(CARGO) test --workspace
+
+# Boot tests of each arch in ARCHES (test-boot-x86_64 → test-boot-x86, ...).
+test-boot: $(patsubst %,test-boot-%,$(ARCHES))
+test-boot-x86_64: test-boot-x86
+test-boot-aarch64: $(if $(wildcard arch/src/aarch64),test-boot-arm,)
+
+test: test-host test-boot
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all && (cd kernel && $(CARGO) fmt)
+
+# ---------------------------------------------------------------- x86_64 ----
+X86_MACHINE := $(if $(MACHINE),$(MACHINE),q35)
+X86_TARGET_JSON := $(CURDIR)/arch/targets/x86_64-microkernelia.json
+X86_KERNEL := kernel/target/x86_64-microkernelia/release/kernel
+
+.PHONY: build-x86 run-x86 test-boot-x86 check-float-x86 bench-boot-x86
+build-x86: setup
+	$(KERNEL_CARGO) --target $(X86_TARGET_JSON) $(BUILD_STD) -Zjson-target-spec
+
+run-x86: build-x86 runner
+	$(RUNNER) run --interactive --machine $(X86_MACHINE) --accel $(ACCEL) \
+		--kernel $(X86_KERNEL) $(if $(APPEND),--append "$(APPEND)")
+
+# Float code must be SSE, not soft-float calls (objdump/nm proof).
+check-float-x86: build-x86 runner
+	$(RUNNER) check-float $(X86_KERNEL)
+
+# Boots q35 and microvm: self-tests, each fault in its own boot, timeouts.
+# Every boot has its own timeout in the runner; BOOT_TEST_TIMEOUT bounds the whole suite.
+test-boot-x86: build-x86 check-float-x86
+	MK_KERNEL_X86=$(CURDIR)/$(X86_KERNEL) timeout $(BOOT_TEST_TIMEOUT) \
+		$(CARGO) test --release -p ci --features vm --test boot_x86 -- --test-threads=2
+
+bench-boot-x86: build-x86 runner
+	$(RUNNER) boot-time --machine q35 --machine microvm --kernel $(X86_KERNEL) --runs 11
+
+# --------------------------------------------------------------- aarch64 ----
+# (build-arm, run-arm, test-boot-arm: added by the aarch64 port)

@@ -1,0 +1,242 @@
+//! QEMU machines and command lines.
+
+use crate::exit::ExitDecoding;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// x86 q35 with qboot (fast firmware that boots PVH kernels).
+    Q35,
+    /// x86 microvm: no firmware tables beyond the minimum, no PCI by default.
+    Microvm,
+    /// aarch64 virt.
+    Virt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Machine {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "q35" => Some(Self::Q35),
+            "microvm" => Some(Self::Microvm),
+            "virt" => Some(Self::Virt),
+            _ => None,
+        }
+    }
+
+    pub fn arch(self) -> Arch {
+        match self {
+            Self::Q35 | Self::Microvm => Arch::X86_64,
+            Self::Virt => Arch::Aarch64,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Q35 => "q35",
+            Self::Microvm => "microvm",
+            Self::Virt => "virt",
+        }
+    }
+
+    pub fn exit_decoding(self) -> ExitDecoding {
+        match self.arch() {
+            Arch::X86_64 => ExitDecoding::DebugExit,
+            Arch::Aarch64 => ExitDecoding::Direct,
+        }
+    }
+}
+
+impl Accel {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "tcg" => Some(Self::Tcg),
+            "kvm" => Some(Self::Kvm),
+            _ => None,
+        }
+    }
+}
+
+impl Arch {
+    pub fn qemu_binary(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Aarch64 => "qemu-system-aarch64",
+        }
+    }
+}
+
+/// Everything needed to boot one VM.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    pub machine: Machine,
+    pub accel: Accel,
+    /// Kernel image: the ELF on x86 (PVH), the raw Image on aarch64.
+    pub kernel: PathBuf,
+    pub cmdline: String,
+    pub memory_mib: u32,
+    /// CPU model; `None` = `max` (TCG) / `host,-arch-capabilities` (KVM).
+    pub cpu: Option<String>,
+    /// Captured runs are killed after this.
+    pub timeout: Duration,
+    /// Appended verbatim (devices, chardevs, memory backends...).
+    pub extra_args: Vec<String>,
+}
+
+impl VmConfig {
+    pub fn new(machine: Machine, kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            machine,
+            accel: Accel::Tcg,
+            kernel: kernel.into(),
+            cmdline: String::new(),
+            memory_mib: 256,
+            cpu: None,
+            timeout: Duration::from_secs(60),
+            extra_args: Vec::new(),
+        }
+    }
+
+    pub fn cmdline(mut self, c: &str) -> Self {
+        self.cmdline = c.to_string();
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// QEMU arguments (without the binary). `serial` is the `-serial` value:
+    /// `stdio` for captured runs, `mon:stdio` for interactive ones (Ctrl-A X quits).
+    pub fn qemu_args(&self, serial: &str) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |s: &str| a.push(s.to_string());
+        match self.machine {
+            Machine::Q35 => {
+                push("-M");
+                push("q35");
+                push("-bios");
+                push("/usr/share/qemu/qboot.rom");
+            }
+            Machine::Microvm => {
+                // PIT kept on: it calibrates the TSC (see arch/src/x86_64/time.rs).
+                push("-M");
+                push("microvm,x-option-roms=off,pit=on,pic=off,rtc=off");
+            }
+            Machine::Virt => {
+                push("-M");
+                push("virt");
+                // The aarch64 kernel exits through semihosting (code as status).
+                push("-semihosting");
+            }
+        }
+        push("-nodefaults");
+        push("-no-reboot");
+        push("-display");
+        push("none");
+        match self.accel {
+            Accel::Tcg => {
+                push("-accel");
+                push("tcg");
+            }
+            Accel::Kvm => {
+                push("-accel");
+                push("kvm");
+            }
+        }
+        let cpu = match (&self.cpu, self.accel) {
+            (Some(c), _) => c.clone(),
+            // KVM here aborts on MSR 0x10a with plain `host`.
+            (None, Accel::Kvm) if self.machine.arch() == Arch::X86_64 => {
+                "host,-arch-capabilities".into()
+            }
+            (None, Accel::Kvm) => "host".into(),
+            (None, Accel::Tcg) => "max".into(),
+        };
+        push("-cpu");
+        push(&cpu);
+        push("-m");
+        push(&format!("{}M", self.memory_mib));
+        push("-serial");
+        push(serial);
+        if self.machine.arch() == Arch::X86_64 {
+            push("-device");
+            push("isa-debug-exit,iobase=0xf4,iosize=0x04");
+        }
+        push("-kernel");
+        push(&self.kernel.display().to_string());
+        if !self.cmdline.is_empty() {
+            push("-append");
+            push(&self.cmdline);
+        }
+        a.extend(self.extra_args.iter().cloned());
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has_pair(a: &[String], k: &str, v: &str) -> bool {
+        a.windows(2).any(|w| w[0] == k && w[1] == v)
+    }
+
+    #[test]
+    fn q35_uses_qboot_and_debug_exit() {
+        let a = VmConfig::new(Machine::Q35, "/k")
+            .cmdline("selftest=heap")
+            .qemu_args("stdio");
+        assert!(has_pair(&a, "-bios", "/usr/share/qemu/qboot.rom"));
+        assert!(has_pair(
+            &a,
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04"
+        ));
+        assert!(has_pair(&a, "-append", "selftest=heap"));
+        assert!(has_pair(&a, "-cpu", "max"));
+        assert!(has_pair(&a, "-kernel", "/k"));
+        assert!(a.contains(&"-nodefaults".to_string()));
+    }
+
+    #[test]
+    fn microvm_and_kvm() {
+        let mut c = VmConfig::new(Machine::Microvm, "/k");
+        c.accel = Accel::Kvm;
+        c.extra_args = vec!["-object".into(), "x".into()];
+        let a = c.qemu_args("mon:stdio");
+        assert!(has_pair(
+            &a,
+            "-M",
+            "microvm,x-option-roms=off,pit=on,pic=off,rtc=off"
+        ));
+        assert!(has_pair(&a, "-cpu", "host,-arch-capabilities"));
+        assert!(has_pair(&a, "-accel", "kvm"));
+        assert!(has_pair(&a, "-serial", "mon:stdio"));
+        assert_eq!(a.last().unwrap(), "x");
+        assert!(!a.contains(&"-append".to_string()));
+    }
+
+    #[test]
+    fn virt_has_no_debug_exit() {
+        let a = VmConfig::new(Machine::Virt, "/Image").qemu_args("stdio");
+        assert!(has_pair(&a, "-M", "virt"));
+        assert!(!a.iter().any(|s| s.contains("isa-debug-exit")));
+        assert_eq!(Machine::Virt.arch(), Arch::Aarch64);
+        assert_eq!(Machine::parse("microvm"), Some(Machine::Microvm));
+        assert_eq!(Machine::parse("pc"), None);
+    }
+}
