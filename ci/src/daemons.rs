@@ -41,7 +41,13 @@ pub struct DeviceOptions {
 
 impl DeviceOptions {
     pub fn new(share_dir: impl Into<PathBuf>, bus: DeviceBus, memory_mib: u32) -> Self {
-        Self { share_dir: share_dir.into(), fs_tag: "share".into(), guest_cid: 3, bus, memory_mib }
+        Self {
+            share_dir: share_dir.into(),
+            fs_tag: "share".into(),
+            guest_cid: 3,
+            bus,
+            memory_mib,
+        }
     }
 }
 
@@ -84,9 +90,10 @@ fn find_program(name: &str) -> PathBuf {
         .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
         .unwrap_or(false);
     if !on_path {
-        if let Some(home) = std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo"))
-        }) {
+        if let Some(home) = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        {
             let p = home.join("bin").join(name);
             if p.is_file() {
                 return p;
@@ -104,7 +111,12 @@ fn spawn(name: &'static str, args: &[String], log: &Path) -> io::Result<ChildGua
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot start {name} (run `make setup`): {e}")))?;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start {name} (run `make setup`): {e}"),
+            )
+        })?;
     Ok(ChildGuard { name, child })
 }
 
@@ -114,10 +126,17 @@ fn wait_for_socket(guard: &mut ChildGuard, path: &Path, log: &Path) -> io::Resul
     while !path.exists() {
         if let Some(status) = guard.child.try_wait()? {
             let log = std::fs::read_to_string(log).unwrap_or_default();
-            return Err(io::Error::other(format!("{} exited ({status}) before listening:\n{log}", guard.name)));
+            return Err(io::Error::other(format!(
+                "{} exited ({status}) before listening:\n{log}",
+                guard.name
+            )));
         }
         if start.elapsed() > Duration::from_secs(10) {
-            return Err(io::Error::other(format!("{} did not create {}", guard.name, path.display())));
+            return Err(io::Error::other(format!(
+                "{} did not create {}",
+                guard.name,
+                path.display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -130,7 +149,10 @@ impl VmDevices {
         if !options.share_dir.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("share directory {} does not exist", options.share_dir.display()),
+                format!(
+                    "share directory {} does not exist",
+                    options.share_dir.display()
+                ),
             ));
         }
         let n = NEXT_VM.fetch_add(1, Ordering::Relaxed);
@@ -166,7 +188,12 @@ impl VmDevices {
             &vsock_log,
         )?;
         wait_for_socket(&mut vsock, &vsock_sock, &vsock_log)?;
-        Ok(Self { virtiofsd, vsock, dir, options })
+        Ok(Self {
+            virtiofsd,
+            vsock,
+            dir,
+            options,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -180,14 +207,23 @@ impl VmDevices {
 
     /// QEMU arguments attaching the memory backend and both devices.
     pub fn qemu_args(&self) -> Vec<String> {
-        qemu_args(&self.options, &self.dir.0.join("fs.sock"), &self.dir.0.join("vsock.sock"))
+        qemu_args(
+            &self.options,
+            &self.dir.0.join("fs.sock"),
+            &self.dir.0.join("vsock.sock"),
+        )
     }
 
     /// The daemons' logs, for test failure messages.
     pub fn logs(&self) -> String {
         ["virtiofsd.log", "vhost-device-vsock.log"]
             .iter()
-            .map(|f| format!("--- {f}\n{}", std::fs::read_to_string(self.dir.0.join(f)).unwrap_or_default()))
+            .map(|f| {
+                format!(
+                    "--- {f}\n{}",
+                    std::fs::read_to_string(self.dir.0.join(f)).unwrap_or_default()
+                )
+            })
             .collect()
     }
 
@@ -199,7 +235,10 @@ impl VmDevices {
             match try_connect(&self.vsock_uds(), port) {
                 Ok(s) => return Ok(s),
                 Err(e) if start.elapsed() > timeout => {
-                    return Err(io::Error::new(e.kind(), format!("vsock connect to port {port}: {e}")))
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("vsock connect to port {port}: {e}"),
+                    ))
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
@@ -208,7 +247,8 @@ impl VmDevices {
 
     /// Whether both daemons are still running.
     pub fn alive(&mut self) -> bool {
-        matches!(self.virtiofsd.child.try_wait(), Ok(None)) && matches!(self.vsock.child.try_wait(), Ok(None))
+        matches!(self.virtiofsd.child.try_wait(), Ok(None))
+            && matches!(self.vsock.child.try_wait(), Ok(None))
     }
 }
 
@@ -223,7 +263,10 @@ fn try_connect(uds: &Path, port: u32) -> io::Result<UnixStream> {
     loop {
         let n = io::Read::read(&mut s, &mut byte)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "no listener on that port"));
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "no listener on that port",
+            ));
         }
         if byte[0] == b'\n' {
             break;
@@ -248,7 +291,10 @@ fn qemu_args(o: &DeviceOptions, fs_sock: &Path, vsock_sock: &Path) -> Vec<String
     };
     let mut a = vec![
         "-object".to_string(),
-        format!("memory-backend-memfd,id=mem,size={}M,share=on", o.memory_mib),
+        format!(
+            "memory-backend-memfd,id=mem,size={}M,share=on",
+            o.memory_mib
+        ),
         "-machine".into(),
         "memory-backend=mem".into(),
         "-chardev".into(),
@@ -297,7 +343,10 @@ mod tests {
     #[test]
     fn missing_share_is_an_error_before_anything_starts() {
         let o = DeviceOptions::new("/nonexistent/mk-share", DeviceBus::Pci, 256);
-        assert_eq!(VmDevices::start(o).err().unwrap().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            VmDevices::start(o).err().unwrap().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     /// Needs the daemons (`make setup`): starts both, then checks that the
@@ -315,7 +364,10 @@ mod tests {
         drop(d);
         assert!(!dir.exists(), "socket directory removed");
         for pid in pids {
-            assert!(!Path::new(&format!("/proc/{pid}")).exists(), "daemon {pid} reaped");
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                "daemon {pid} reaped"
+            );
         }
         std::fs::remove_dir_all(&share).unwrap();
     }

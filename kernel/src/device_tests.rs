@@ -70,9 +70,16 @@ fn fs_checksum(devices: Devices, info: &BootInfo) -> TestResult {
     let name = cmdline.get("file").unwrap_or("random.bin");
     let entries = fs.list("/").map_err(|e| alloc::format!("list /: {e}"))?;
     for e in &entries {
-        log::info!("fs-list: {} {} {}", if e.is_dir { "dir" } else { "file" }, e.name, e.size.unwrap_or(0));
+        log::info!(
+            "fs-list: {} {} {}",
+            if e.is_dir { "dir" } else { "file" },
+            e.name,
+            e.size.unwrap_or(0)
+        );
     }
-    let file = fs.open(name).map_err(|e| alloc::format!("open {name}: {e}"))?;
+    let file = fs
+        .open(name)
+        .map_err(|e| alloc::format!("open {name}: {e}"))?;
     let size = file.size();
     let mut buf = vec![0u8; 4 << 20];
     let mut hash = Mk64::new();
@@ -80,7 +87,8 @@ fn fs_checksum(devices: Devices, info: &BootInfo) -> TestResult {
     let mut offset = 0u64;
     while offset < size {
         let n = (size - offset).min(buf.len() as u64) as usize;
-        fs.read_exact_at(&file, offset, &mut buf[..n]).map_err(|e| alloc::format!("read {name}: {e}"))?;
+        fs.read_exact_at(&file, offset, &mut buf[..n])
+            .map_err(|e| alloc::format!("read {name}: {e}"))?;
         hash.update(&buf[..n]);
         offset += n as u64;
     }
@@ -109,18 +117,33 @@ const MAX_FRAME: usize = 1 << 20;
 fn vsock_echo(devices: Devices, info: &BootInfo) -> TestResult {
     let driver = devices.vsock.ok_or("no vsock device")?;
     let cmdline = info.cmdline();
-    let port = cmdline.get("echo_port").and_then(|p| p.parse().ok()).unwrap_or(5000);
-    let want: usize = cmdline.get("conns").and_then(|p| p.parse().ok()).unwrap_or(2);
+    let port = cmdline
+        .get("echo_port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5000);
+    let want: usize = cmdline
+        .get("conns")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(2);
     let mut server = VsockServer::new(driver, port, devices::vsock_clock());
-    log::info!("vsock-echo: listening on cid {} port {port}", server.guest_cid());
+    log::info!(
+        "vsock-echo: listening on cid {} port {port}",
+        server.guest_cid()
+    );
     let mut conns: Vec<Echo> = Vec::new();
     let mut ended = 0;
     let mut buf = vec![0u8; 64 * 1024];
     while ended < want {
-        let progressed = server.poll().map_err(|e| alloc::format!("vsock poll: {e}"))?;
+        let progressed = server
+            .poll()
+            .map_err(|e| alloc::format!("vsock poll: {e}"))?;
         while let Some(id) = server.next_accepted() {
             log::info!("vsock-echo: accepted connection from port {}", id.peer.port);
-            conns.push(Echo { id, pending: Vec::new(), frames: 0 });
+            conns.push(Echo {
+                id,
+                pending: Vec::new(),
+                frames: 0,
+            });
         }
         let mut i = 0;
         while i < conns.len() {
@@ -128,7 +151,11 @@ fn vsock_echo(devices: Devices, info: &BootInfo) -> TestResult {
                 Ok(()) => i += 1,
                 Err(why) => {
                     let c = conns.swap_remove(i);
-                    log::info!("vsock-echo: connection from port {} ended after {} frames: {why}", c.id.peer.port, c.frames);
+                    log::info!(
+                        "vsock-echo: connection from port {} ended after {} frames: {why}",
+                        c.id.peer.port,
+                        c.frames
+                    );
                     server.close(c.id);
                     ended += 1;
                 }
@@ -154,18 +181,27 @@ fn pump_echo<H: virtio_drivers::Hal, T: virtio_drivers::transport::Transport>(
             Ok(0) => break,
             Ok(n) => c.pending.extend_from_slice(&buf[..n]),
             Err(VsockError::Closed) if c.pending.is_empty() => return Err("closed by peer".into()),
-            Err(e) => return Err(alloc::format!("{e} with {} bytes of a frame pending", c.pending.len())),
+            Err(e) => {
+                return Err(alloc::format!(
+                    "{e} with {} bytes of a frame pending",
+                    c.pending.len()
+                ))
+            }
         }
     }
     while c.pending.len() >= 4 {
-        let len = u32::from_be_bytes([c.pending[0], c.pending[1], c.pending[2], c.pending[3]]) as usize;
+        let len =
+            u32::from_be_bytes([c.pending[0], c.pending[1], c.pending[2], c.pending[3]]) as usize;
         if len > MAX_FRAME {
-            return Err(alloc::format!("frame of {len} bytes refused (limit {MAX_FRAME})"));
+            return Err(alloc::format!(
+                "frame of {len} bytes refused (limit {MAX_FRAME})"
+            ));
         }
         if c.pending.len() < 4 + len {
             break;
         }
-        frame::write(server, c.id, &c.pending[4..4 + len]).map_err(|e| alloc::format!("echo: {e}"))?;
+        frame::write(server, c.id, &c.pending[4..4 + len])
+            .map_err(|e| alloc::format!("echo: {e}"))?;
         c.pending.drain(..4 + len);
         c.frames += 1;
     }
@@ -185,21 +221,39 @@ fn expect_err<T>(what: &str, r: Result<T, FsError>, want: fn(&FsError) -> bool) 
 
 fn fs_errors(devices: Devices, _info: &BootInfo) -> TestResult {
     let mut fs = devices.fs.ok_or("no virtio-fs device")?;
-    expect_err("open missing", fs.open("no-such-file"), |e| *e == FsError::NotFound)?;
-    expect_err("escape with ..", fs.open("../etc/passwd"), |e| matches!(e, FsError::BadPath(_)))?;
-    expect_err("escape inside path", fs.open("sub/../../x"), |e| matches!(e, FsError::BadPath(_)))?;
-    expect_err("list a file", fs.list("small.txt"), |e| *e == FsError::NotADirectory)?;
-    expect_err("open a directory", fs.open("/"), |e| *e == FsError::IsADirectory)?;
-    let small = fs.open("small.txt").map_err(|e| alloc::format!("open small.txt: {e}"))?;
+    expect_err("open missing", fs.open("no-such-file"), |e| {
+        *e == FsError::NotFound
+    })?;
+    expect_err("escape with ..", fs.open("../etc/passwd"), |e| {
+        matches!(e, FsError::BadPath(_))
+    })?;
+    expect_err("escape inside path", fs.open("sub/../../x"), |e| {
+        matches!(e, FsError::BadPath(_))
+    })?;
+    expect_err("list a file", fs.list("small.txt"), |e| {
+        *e == FsError::NotADirectory
+    })?;
+    expect_err("open a directory", fs.open("/"), |e| {
+        *e == FsError::IsADirectory
+    })?;
+    let small = fs
+        .open("small.txt")
+        .map_err(|e| alloc::format!("open small.txt: {e}"))?;
     let mut buf = vec![0u8; (small.size() + 100) as usize];
-    expect_err("read past the end", fs.read_exact_at(&small, 0, &mut buf), |e| matches!(e, FsError::UnexpectedEof { .. }))?;
+    expect_err(
+        "read past the end",
+        fs.read_exact_at(&small, 0, &mut buf),
+        |e| matches!(e, FsError::UnexpectedEof { .. }),
+    )?;
     fs.close(small).map_err(|e| alloc::format!("close: {e}"))?;
 
     // A file that vanishes while open: tell the host over vsock, which
     // truncates and deletes it, then read.
     let driver = devices.vsock.ok_or("no vsock device")?;
     let mut server = VsockServer::new(driver, 5001, devices::vsock_clock());
-    let file = fs.open("vanish.bin").map_err(|e| alloc::format!("open vanish.bin: {e}"))?;
+    let file = fs
+        .open("vanish.bin")
+        .map_err(|e| alloc::format!("open vanish.bin: {e}"))?;
     let size = file.size();
     log::info!("fs-errors: vanish.bin open ({size} bytes), waiting for the host");
     let id = loop {
@@ -215,10 +269,17 @@ fn fs_errors(devices: Devices, _info: &BootInfo) -> TestResult {
         return Err("host did not confirm the removal".into());
     }
     let mut buf = vec![0u8; size as usize];
-    expect_err("read a vanished file", fs.read_exact_at(&file, 0, &mut buf), |e| matches!(e, FsError::UnexpectedEof { .. }))?;
+    expect_err(
+        "read a vanished file",
+        fs.read_exact_at(&file, 0, &mut buf),
+        |e| matches!(e, FsError::UnexpectedEof { .. }),
+    )?;
     let _ = fs.close(file);
-    expect_err("open a vanished file", fs.open("vanish.bin"), |e| *e == FsError::NotFound)?;
+    expect_err("open a vanished file", fs.open("vanish.bin"), |e| {
+        *e == FsError::NotFound
+    })?;
     // The client goes on working after all of that.
-    fs.list("/").map_err(|e| alloc::format!("list after errors: {e}"))?;
+    fs.list("/")
+        .map_err(|e| alloc::format!("list after errors: {e}"))?;
     Ok(())
 }

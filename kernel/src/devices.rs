@@ -36,18 +36,29 @@ fn dma_free(paddr: u64, pages: usize) {
         log::error!("dma: freeing {pages} pages at {paddr:#x} failed: {e:?}");
     }
 }
-static DMA: DmaOps = DmaOps { alloc_pages: dma_alloc, free_pages: dma_free };
+static DMA: DmaOps = DmaOps {
+    alloc_pages: dma_alloc,
+    free_pages: dma_free,
+};
 
 pub fn idle() {
     core::hint::spin_loop();
 }
 
 pub fn fs_clock() -> virtiofs::Clock {
-    virtiofs::Clock { now_ns: arch::time::now_ns, idle, timeout_ns: TIMEOUT_NS }
+    virtiofs::Clock {
+        now_ns: arch::time::now_ns,
+        idle,
+        timeout_ns: TIMEOUT_NS,
+    }
 }
 
 pub fn vsock_clock() -> drivers::vsock::Clock {
-    drivers::vsock::Clock { now_ns: arch::time::now_ns, idle, timeout_ns: TIMEOUT_NS }
+    drivers::vsock::Clock {
+        now_ns: arch::time::now_ns,
+        idle,
+        timeout_ns: TIMEOUT_NS,
+    }
 }
 
 fn map(phys: u64, len: usize) -> usize {
@@ -82,7 +93,11 @@ pub fn discover(info: &BootInfo) -> Vec<AnyTransport> {
         // SAFETY: a virtio-mmio window from the platform description, mapped above.
         match unsafe { MmioTransport::probe(Regs::new(base, slot.size as usize)) } {
             Ok(t) => {
-                log::info!("devices: virtio-mmio device id {} at {:#x}", t.device_id(), slot.base);
+                log::info!(
+                    "devices: virtio-mmio device id {} at {:#x}",
+                    t.device_id(),
+                    slot.base
+                );
                 found.push(AnyTransport::Mmio(t));
             }
             Err(MmioProbeError::Empty) => {}
@@ -96,7 +111,9 @@ pub fn discover(info: &BootInfo) -> Vec<AnyTransport> {
 
 #[cfg(target_arch = "x86_64")]
 fn host_bridges(info: &BootInfo) -> Vec<HostBridge> {
-    let Some(rsdp) = info.rsdp else { return Vec::new() };
+    let Some(rsdp) = info.rsdp else {
+        return Vec::new();
+    };
     // SAFETY: the RSDP from the boot protocol; RAM is identity-mapped.
     match unsafe { drivers::acpi_mcfg::ecam_regions(rsdp as usize) } {
         Ok(regions) => regions
@@ -145,8 +162,13 @@ fn mmio_slots(info: &BootInfo, _no_pci: bool) -> Vec<MmioSlot> {
 
 /// q35's 32-bit PCI hole above the ECAM window, for BARs firmware left empty.
 #[cfg(target_arch = "x86_64")]
-const FALLBACK_WINDOW: PciWindow =
-    PciWindow { kind: BarKind::Mem32, prefetchable: false, pci_addr: 0xc000_0000, cpu_addr: 0xc000_0000, size: 0x3ec0_0000 };
+const FALLBACK_WINDOW: PciWindow = PciWindow {
+    kind: BarKind::Mem32,
+    prefetchable: false,
+    pci_addr: 0xc000_0000,
+    cpu_addr: 0xc000_0000,
+    size: 0x3ec0_0000,
+};
 
 fn scan_pci(bridge: &HostBridge, found: &mut Vec<AnyTransport>) {
     // Only the root bus: bridges are not followed (see drivers::pci).
@@ -156,8 +178,16 @@ fn scan_pci(bridge: &HostBridge, found: &mut Vec<AnyTransport>) {
     let ecam = unsafe { Ecam::new(bridge.ecam, root, root, map) };
     let mut allocator = BarAllocator::new(&bridge.windows);
     for f in pci::enumerate(&ecam, ecam.buses()) {
-        log::debug!("pci {} {:04x}:{:04x} class {:02x}", f.bdf, f.vendor, f.device, f.class);
-        let Some(id) = virtio_id_of(f.vendor, f.device) else { continue };
+        log::debug!(
+            "pci {} {:04x}:{:04x} class {:02x}",
+            f.bdf,
+            f.vendor,
+            f.device,
+            f.class
+        );
+        let Some(id) = virtio_id_of(f.vendor, f.device) else {
+            continue;
+        };
         if id != DEVICE_ID_FS && id != DEVICE_ID_VSOCK {
             continue;
         }
@@ -192,7 +222,11 @@ fn scan_pci(bridge: &HostBridge, found: &mut Vec<AnyTransport>) {
 #[cfg(target_arch = "x86_64")]
 fn firmware_bars(ecam: &Ecam, bdf: Bdf) -> Result<[Option<pci::Bar>; 6], pci::BarAssignError> {
     let bars = pci::size_bars(ecam, bdf);
-    if bars.iter().flatten().any(|b| b.kind != BarKind::Io && b.cpu_addr == 0) {
+    if bars
+        .iter()
+        .flatten()
+        .any(|b| b.kind != BarKind::Io && b.cpu_addr == 0)
+    {
         log::info!("devices: {bdf} has unassigned BARs, assigning from the PCI hole");
         static NEXT: arch::spin::SpinLock<u64> = arch::spin::SpinLock::new(0);
         let mut used = NEXT.lock();
@@ -201,7 +235,12 @@ fn firmware_bars(ecam: &Ecam, bdf: Bdf) -> Result<[Option<pci::Bar>; 6], pci::Ba
         w.cpu_addr += *used;
         w.size -= *used;
         let bars = BarAllocator::new(&[w]).assign(ecam, bdf)?;
-        *used += bars.iter().flatten().map(|b| b.size.next_multiple_of(0x10000)).sum::<u64>() * 2;
+        *used += bars
+            .iter()
+            .flatten()
+            .map(|b| b.size.next_multiple_of(0x10000))
+            .sum::<u64>()
+            * 2;
         return Ok(bars);
     }
     pci::enable_memory_and_dma(ecam, bdf);
@@ -221,7 +260,10 @@ pub struct Devices {
 }
 
 pub fn init(info: &BootInfo) -> Devices {
-    let mut devices = Devices { fs: None, vsock: None };
+    let mut devices = Devices {
+        fs: None,
+        vsock: None,
+    };
     for t in discover(info) {
         match t.device_id() {
             DEVICE_ID_FS if devices.fs.is_none() => {
@@ -235,7 +277,10 @@ pub fn init(info: &BootInfo) -> Devices {
                 let tag = alloc::string::String::from(channel.tag());
                 match FsClient::new(channel) {
                     Ok(fs) => {
-                        log::info!("virtio-fs: tag \"{tag}\", reads of {} KiB", fs.max_read() / 1024);
+                        log::info!(
+                            "virtio-fs: tag \"{tag}\", reads of {} KiB",
+                            fs.max_read() / 1024
+                        );
                         devices.fs = Some(fs);
                     }
                     Err(e) => log::error!("virtio-fs: FUSE_INIT failed: {e}"),

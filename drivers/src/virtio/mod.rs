@@ -157,7 +157,11 @@ impl Transport for AnyTransport {
     fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> Result<T, Error> {
         delegate!(self, t => t.read_config_space(offset))
     }
-    fn write_config_space<T: IntoBytes + Immutable>(&mut self, offset: usize, value: T) -> Result<(), Error> {
+    fn write_config_space<T: IntoBytes + Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> Result<(), Error> {
         delegate!(self, t => t.write_config_space(offset, value))
     }
 }
