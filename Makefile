@@ -36,7 +36,7 @@ test-boot: $(patsubst %,test-boot-%,$(ARCHES))
 test-boot-x86_64: test-boot-x86
 test-boot-aarch64: $(if $(wildcard arch/src/aarch64),test-boot-arm,)
 
-test: test-host test-boot
+test: test-host test-boot test-devices
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -72,3 +72,10 @@ bench-boot-x86: build-x86 runner
 
 # --------------------------------------------------------------- aarch64 ----
 # (build-arm, run-arm, test-boot-arm: added by the aarch64 port)
+
+# ------------------------------------------------------------- devices ----
+# virtio-fs + vsock in-guest tests (ci/tests/devices.rs) on q35, microvm and,
+# when the aarch64 port is there, virt; one virtiofsd + vhost-device-vsock per VM.
+.PHONY: test-devices
+test-devices: build-x86 $(if $(wildcard arch/src/aarch64),build-arm,)
+	$(CARGO) test --release -p ci --features vm --test devices -- --test-threads=1
