@@ -50,7 +50,10 @@
 pub mod bootinfo;
 pub mod cmdline;
 pub mod cpu_features;
+pub mod fdt;
+pub mod fdt_bootinfo;
 pub mod frame_alloc;
+pub mod id_aa64;
 pub mod log_ring;
 pub mod pvh;
 pub mod spin;
@@ -63,3 +66,9 @@ pub use cpu_features::CpuFeatures;
 mod x86_64;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub use self::x86_64::{console, cpu, mm, power, task, time, trap};
+
+// aarch64 (branch boot-arm)
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod aarch64;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use self::aarch64::{console, cpu, mm, power, task, time, trap};

@@ -52,10 +52,8 @@ impl Machine {
     }
 
     pub fn exit_decoding(self) -> ExitDecoding {
-        match self.arch() {
-            Arch::X86_64 => ExitDecoding::DebugExit,
-            Arch::Aarch64 => ExitDecoding::Direct,
-        }
+        // aarch64 passes the same status through semihosting (arch/src/aarch64/power.rs).
+        ExitDecoding::DebugExit
     }
 }
 

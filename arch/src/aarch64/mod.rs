@@ -1,0 +1,15 @@
+//! aarch64 (QEMU `virt`): Linux arm64 Image boot, PL011, generic timer, PSCI /
+//! semihosting power-off, EL1 exception vectors, 4 KiB-granule identity paging.
+//!
+//! Boot flow: `boot.rs` (asm entry, boot map, MMU on) → `boot::rust_entry`
+//! (traps, FDT → `BootInfo`, frame allocator, final page tables) →
+//! the kernel's `kernel_main`.
+
+mod boot;
+pub mod console;
+pub mod cpu;
+pub mod mm;
+pub mod power;
+pub mod task;
+pub mod time;
+pub mod trap;

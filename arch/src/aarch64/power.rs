@@ -1,0 +1,109 @@
+//! Power-off with an exit code.
+//!
+//! - With QEMU `-semihosting`: Arm semihosting SYS_EXIT_EXTENDED (0x20) with
+//!   reason ADP_Stopped_ApplicationExit (0x20026); QEMU exits with the
+//!   subcode as its status. We pass `0x81 + 2 * code`, the status x86's
+//!   isa-debug-exit produces, so one decoding serves both architectures and
+//!   the runner can tell a kernel exit from a QEMU error (1) or a power-off
+//!   without a code (0). Semihosting traps are `HLT #0xF000` on A64.
+//! - Otherwise: PSCI SYSTEM_OFF (0x8400_0008) through the conduit the FDT's
+//!   /psci `method` names (hvc on virt at EL1); QEMU then exits with 0, so a
+//!   non-zero code is only visible on the console.
+//!
+//! Whether semihosting is on is probed once at boot: without it, HLT is an
+//! undefined instruction, which the trap handler recognises at the probe's
+//! address and skips.
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+const SYS_ERRNO: u64 = 0x13;
+const SYS_EXIT_EXTENDED: u64 = 0x20;
+const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x20026;
+const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
+
+static SEMIHOSTING: AtomicBool = AtomicBool::new(false);
+static PSCI_SMC: AtomicBool = AtomicBool::new(false);
+
+global_asm!(
+    r#"
+    .section .text.semihosting_probe, "ax"
+    .global mk_semihosting_probe
+    .global mk_semihosting_probe_hlt
+mk_semihosting_probe:
+    mov     x0, #{errno}
+    mov     x1, xzr
+mk_semihosting_probe_hlt:
+    hlt     #0xf000
+    ret
+    "#,
+    errno = const SYS_ERRNO,
+);
+
+extern "C" {
+    /// Returns SYS_ERRNO's value with semihosting, `u64::MAX` without (set by
+    /// the trap handler).
+    fn mk_semihosting_probe() -> u64;
+    static mk_semihosting_probe_hlt: u8;
+}
+
+/// Address of the probe's HLT, for the trap handler.
+pub(super) fn probe_address() -> u64 {
+    // Only the symbol's address is taken.
+    core::ptr::addr_of!(mk_semihosting_probe_hlt) as u64
+}
+
+/// Probe for semihosting; needs the exception vectors installed.
+pub(super) fn init() {
+    // SAFETY: the probe either performs a harmless semihosting call or takes
+    // an undefined-instruction exception the trap handler resumes from.
+    let r = unsafe { mk_semihosting_probe() };
+    SEMIHOSTING.store(r != u64::MAX, Ordering::Relaxed);
+}
+
+/// Read the PSCI conduit from the FDT (`method = "hvc" | "smc"`).
+pub(super) fn init_psci(fdt: &crate::fdt::Fdt<'_>) {
+    let smc = fdt
+        .compatible_nodes("arm,psci-0.2")
+        .chain(fdt.compatible_nodes("arm,psci-1.0"))
+        .find_map(|n| n.property("method")?.as_str())
+        == Some("smc");
+    PSCI_SMC.store(smc, Ordering::Relaxed);
+}
+
+pub fn semihosting() -> bool {
+    SEMIHOSTING.load(Ordering::Relaxed)
+}
+
+/// Power off; `code` 0 = success. Never returns.
+/// Codes above 63 are clamped to 63 (as on x86).
+pub fn exit(code: u8) -> ! {
+    let code = code.min(63);
+    let mut line = *b"microkernelia: exit 00\n";
+    line[20] = b'0' + code / 10;
+    line[21] = b'0' + code % 10;
+    super::console::write_bytes(&line);
+    if semihosting() {
+        let status = 0x81 + 2 * code as u64;
+        let block = [ADP_STOPPED_APPLICATION_EXIT, status];
+        // SAFETY: semihosting is on (probed); QEMU reads the two-word block.
+        unsafe {
+            asm!("hlt #0xf000", in("x0") SYS_EXIT_EXTENDED, in("x1") block.as_ptr(),
+                 options(nostack));
+        }
+    }
+    if code != 0 {
+        super::console::write_bytes(
+            b"power: no semihosting, exit code is lost (PSCI SYSTEM_OFF exits 0)\n",
+        );
+    }
+    // SAFETY: PSCI SYSTEM_OFF does not return on success.
+    unsafe {
+        if PSCI_SMC.load(Ordering::Relaxed) {
+            asm!("smc #0", inout("x0") PSCI_SYSTEM_OFF => _, options(nostack));
+        } else {
+            asm!("hvc #0", inout("x0") PSCI_SYSTEM_OFF => _, options(nostack));
+        }
+    }
+    super::cpu::halt()
+}
