@@ -11,7 +11,7 @@
 use alloc::vec::Vec;
 use arch::BootInfo;
 use drivers::hal::{set_dma_ops, DmaOps, IdentityHal};
-use drivers::mmio_discovery::{self, MmioSlot};
+use drivers::mmio_discovery::MmioSlot;
 use drivers::pci::{self, BarAllocator, BarKind, Bdf, Ecam, PciWindow};
 use drivers::virtio::{
     mmio::{MmioProbeError, MmioTransport},
@@ -137,7 +137,7 @@ fn host_bridges(info: &BootInfo) -> Vec<HostBridge> {
 #[cfg(target_arch = "x86_64")]
 fn mmio_slots(info: &BootInfo, no_pci: bool) -> Vec<MmioSlot> {
     let mut slots = Vec::new();
-    for entry in mmio_discovery::from_cmdline(info.cmdline_str()) {
+    for entry in drivers::mmio_discovery::from_cmdline(info.cmdline_str()) {
         match entry {
             Ok(s) => slots.push(s),
             Err(e) => log::error!("devices: bad virtio_mmio.device={}: {}", e.entry, e.why),
@@ -145,19 +145,22 @@ fn mmio_slots(info: &BootInfo, no_pci: bool) -> Vec<MmioSlot> {
     }
     if slots.is_empty() && no_pci {
         log::info!("devices: no virtio_mmio.device= entries, probing the microvm window");
-        slots = mmio_discovery::microvm_window_slots();
+        slots = drivers::mmio_discovery::microvm_window_slots();
     }
     slots
 }
 
 #[cfg(target_arch = "aarch64")]
+mod fdt_discovery;
+
+#[cfg(target_arch = "aarch64")]
 fn host_bridges(info: &BootInfo) -> Vec<HostBridge> {
-    crate::devices_fdt::host_bridges(info)
+    fdt_discovery::host_bridges(info)
 }
 
 #[cfg(target_arch = "aarch64")]
 fn mmio_slots(info: &BootInfo, _no_pci: bool) -> Vec<MmioSlot> {
-    crate::devices_fdt::mmio_slots(info)
+    fdt_discovery::mmio_slots(info)
 }
 
 /// q35's 32-bit PCI hole above the ECAM window, for BARs firmware left empty.
