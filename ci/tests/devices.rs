@@ -4,8 +4,9 @@
 //! a connection mid-frame or removes a file it has open. Each machine boots
 //! with its own virtiofsd + vhost-device-vsock (ci::daemons).
 //!
-//! Machines: `MK_DEVICE_MACHINES` (default "q35 microvm", plus "virt" when
-//! the aarch64 image exists).
+//! Machines: `MK_DEVICE_MACHINES` (default "q35 microvm", plus "virt
+//! virt-mmio" when the aarch64 image exists). `virt` attaches the devices
+//! over PCI (ECAM, BARs assigned by the kernel), `virt-mmio` over virtio-mmio.
 #![cfg(feature = "vm")]
 
 use ci::build::kernel_image;
@@ -19,24 +20,28 @@ use std::time::Duration;
 const MEMORY_MIB: u32 = 256;
 const FILE_LEN: usize = 64 << 20;
 
-fn machines() -> Vec<Machine> {
+/// (machine, bus, name)
+fn machines() -> Vec<(Machine, DeviceBus, String)> {
     let list = std::env::var("MK_DEVICE_MACHINES").unwrap_or_else(|_| {
         let mut m = String::from("q35 microvm");
         if kernel_image(ci::Arch::Aarch64).exists() {
-            m.push_str(" virt");
+            m.push_str(" virt virt-mmio");
         }
         m
     });
     list.split_whitespace()
-        .map(|m| Machine::parse(m).unwrap_or_else(|| panic!("unknown machine {m}")))
+        .map(|name| {
+            let (m, bus) = match name {
+                "virt-mmio" => (Machine::Virt, DeviceBus::Mmio),
+                "microvm" => (Machine::Microvm, DeviceBus::Mmio),
+                other => (
+                    Machine::parse(other).unwrap_or_else(|| panic!("unknown machine {other}")),
+                    DeviceBus::Pci,
+                ),
+            };
+            (m, bus, name.to_string())
+        })
         .collect()
-}
-
-fn bus(m: Machine) -> DeviceBus {
-    match m {
-        Machine::Microvm => DeviceBus::Mmio,
-        _ => DeviceBus::Pci,
-    }
 }
 
 /// A share directory removed on drop.
@@ -84,8 +89,8 @@ fn mk64(bytes: &[u8]) -> u64 {
     h
 }
 
-fn start_devices(m: Machine, share: &Path) -> VmDevices {
-    VmDevices::start(DeviceOptions::new(share, bus(m), MEMORY_MIB))
+fn start_devices(bus: DeviceBus, share: &Path) -> VmDevices {
+    VmDevices::start(DeviceOptions::new(share, bus, MEMORY_MIB))
         .expect("daemons (run `make setup`)")
 }
 
@@ -104,12 +109,12 @@ fn config(m: Machine, devices: &VmDevices, cmdline: &str) -> VmConfig {
     cfg
 }
 
-fn assert_pass(m: Machine, r: &VmOutcome, test: &str, devices: &VmDevices) {
+fn assert_pass(m: &str, r: &VmOutcome, test: &str, devices: &VmDevices) {
     assert!(
         !r.timed_out
             && r.exit == KernelExit::Code(0)
             && r.serial.contains(&format!("test {test}: PASS")),
-        "{test} on {m:?} failed\n{}\n{}",
+        "{test} on {m} failed\n{}\n{}",
         r.describe(),
         devices.logs()
     );
@@ -119,11 +124,12 @@ fn assert_pass(m: Machine, r: &VmOutcome, test: &str, devices: &VmDevices) {
 fn guest_lists_share_and_checksums_64_mib_file() {
     let data = pseudo_random(FILE_LEN, 0x6d6b_2026);
     let expected = mk64(&data);
-    for m in machines() {
-        let share = Share::new(&format!("fs-{}", m.name()));
+    for (machine, bus, m) in machines() {
+        let m = m.as_str();
+        let share = Share::new(&format!("fs-{m}"));
         std::fs::write(share.0.join("random.bin"), &data).unwrap();
-        let devices = start_devices(m, &share.0);
-        let r = run_captured(&config(m, &devices, "test=fs-checksum"), &mut []).unwrap();
+        let devices = start_devices(bus, &share.0);
+        let r = run_captured(&config(machine, &devices, "test=fs-checksum"), &mut []).unwrap();
         assert_pass(m, &r, "fs-checksum", &devices);
         for line in [
             "fs-list: file small.txt 6",
@@ -132,18 +138,18 @@ fn guest_lists_share_and_checksums_64_mib_file() {
         ] {
             assert!(
                 r.serial.contains(line),
-                "{line:?} missing on {m:?}\n{}",
+                "{line:?} missing on {m}\n{}",
                 r.describe()
             );
         }
         let want = format!("fs-checksum: file=random.bin bytes={FILE_LEN} mk64={expected:016x}");
         assert!(
             r.serial.contains(&want),
-            "checksum differs on {m:?}: want {want}\n{}",
+            "checksum differs on {m}: want {want}\n{}",
             r.describe()
         );
         if let Some(l) = r.serial.lines().find(|l| l.contains("fs-throughput")) {
-            println!("{}: {l} (VM wall {:?})", m.name(), r.wall);
+            println!("{m}: {l} (VM wall {:?})", r.wall);
         }
     }
 }
@@ -163,10 +169,11 @@ fn read_frame(s: &mut impl Read) -> Vec<u8> {
 
 #[test]
 fn vsock_echoes_1b_64k_1m_on_two_connections_and_survives_a_dropped_one() {
-    for m in machines() {
-        let share = Share::new(&format!("vs-{}", m.name()));
-        let devices = start_devices(m, &share.0);
-        let cfg = config(m, &devices, "test=vsock-echo echo_port=5000 conns=3");
+    for (machine, bus, m) in machines() {
+        let m = m.as_str();
+        let share = Share::new(&format!("vs-{m}"));
+        let devices = start_devices(bus, &share.0);
+        let cfg = config(machine, &devices, "test=vsock-echo echo_port=5000 conns=3");
         let vm = std::thread::spawn(move || run_captured(&cfg, &mut []).unwrap());
         let uds = devices.vsock_uds();
         std::thread::scope(|scope| {
@@ -217,12 +224,13 @@ fn vsock_echoes_1b_64k_1m_on_two_connections_and_survives_a_dropped_one() {
 
 #[test]
 fn bad_paths_short_reads_and_a_vanishing_file_are_errors() {
-    for m in machines() {
-        let share = Share::new(&format!("err-{}", m.name()));
+    for (machine, bus, m) in machines() {
+        let m = m.as_str();
+        let share = Share::new(&format!("err-{m}"));
         let vanish = share.0.join("vanish.bin");
         std::fs::write(&vanish, pseudo_random(300_000, 5)).unwrap();
-        let devices = start_devices(m, &share.0);
-        let cfg = config(m, &devices, "test=fs-errors");
+        let devices = start_devices(bus, &share.0);
+        let cfg = config(machine, &devices, "test=fs-errors");
         let vm = std::thread::spawn(move || run_captured(&cfg, &mut []).unwrap());
         let mut s = devices
             .connect_vsock(5001, Duration::from_secs(60))
@@ -247,7 +255,7 @@ fn bad_paths_short_reads_and_a_vanishing_file_are_errors() {
         ] {
             assert!(
                 r.serial.contains(line),
-                "{line:?} missing on {m:?}\n{}",
+                "{line:?} missing on {m}\n{}",
                 r.describe()
             );
         }
