@@ -37,6 +37,9 @@ pub struct DeviceOptions {
     pub bus: DeviceBus,
     /// Must equal the VM's `-m` in MiB.
     pub memory_mib: u32,
+    /// Add `-global virtio-mmio.force-legacy=false` on mmio (tests turn it
+    /// off to check that legacy devices are refused).
+    pub modern_mmio: bool,
 }
 
 impl DeviceOptions {
@@ -47,6 +50,7 @@ impl DeviceOptions {
             guest_cid: 3,
             bus,
             memory_mib,
+            modern_mmio: true,
         }
     }
 }
@@ -306,7 +310,7 @@ fn qemu_args(o: &DeviceOptions, fs_sock: &Path, vsock_sock: &Path) -> Vec<String
         "-device".into(),
         format!("{vsock_dev},chardev=vsock0"),
     ];
-    if o.bus == DeviceBus::Mmio {
+    if o.bus == DeviceBus::Mmio && o.modern_mmio {
         // microvm creates legacy (version 1) virtio-mmio otherwise.
         a.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
     }

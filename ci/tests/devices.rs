@@ -262,3 +262,30 @@ fn bad_paths_short_reads_and_a_vanishing_file_are_errors() {
         assert!(!r.serial.contains("PANIC"), "{}", r.describe());
     }
 }
+
+#[test]
+fn legacy_virtio_mmio_is_refused_with_a_clear_message() {
+    let share = Share::new("legacy");
+    let mut options = DeviceOptions::new(&share.0, DeviceBus::Mmio, MEMORY_MIB);
+    options.modern_mmio = false;
+    let devices = VmDevices::start(options).unwrap();
+    let r = run_captured(
+        &config(Machine::Microvm, &devices, "test=fs-checksum"),
+        &mut [],
+    )
+    .unwrap();
+    assert!(!r.timed_out, "{}", r.describe());
+    assert!(
+        r.serial.contains("legacy virtio-mmio (version 1) device refused; run QEMU with -global virtio-mmio.force-legacy=false"),
+        "{}",
+        r.describe()
+    );
+    assert!(
+        r.serial
+            .contains("test fs-checksum: FAIL: no virtio-fs device"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(r.exit, KernelExit::Code(1), "{}", r.describe());
+    assert!(!r.serial.contains("PANIC"), "{}", r.describe());
+}
