@@ -36,7 +36,7 @@ test-boot: $(patsubst %,test-boot-%,$(ARCHES))
 test-boot-x86_64: test-boot-x86
 test-boot-aarch64: $(if $(wildcard arch/src/aarch64),test-boot-arm,)
 
-test: test-host test-boot
+test: test-host test-boot test-devices
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -132,3 +132,10 @@ test-inference-arm: setup
 # matmul; builds a cached llama-cpp-python in build/llama-venv on first use. Not part of `test`.
 bench-host:
 	bash inference/bench/bench-host.sh
+
+# ------------------------------------------------------------- devices ----
+# virtio-fs + vsock in-guest tests (ci/tests/devices.rs) on q35, microvm and,
+# when the aarch64 port is there, virt; one virtiofsd + vhost-device-vsock per VM.
+.PHONY: test-devices
+test-devices: build-x86 $(if $(wildcard arch/src/aarch64),build-arm,)
+	$(CARGO) test --release -p ci --features vm --test devices -- --test-threads=1

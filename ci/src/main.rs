@@ -115,7 +115,7 @@ fn cmd_run(o: &Opts) -> Result<ExitCode, String> {
             "[mk-run] {} serial on this terminal; Ctrl-A X quits",
             c.machine.name()
         );
-        let e = run_interactive(&c, &mut []).map_err(|e| e.to_string())?;
+        let e = run_interactive(&c).map_err(|e| e.to_string())?;
         if e == KernelExit::NoCode(0) {
             // Ctrl-A X (or the guest powered off without a code): a normal end here.
             eprintln!("[mk-run] QEMU quit");
@@ -124,7 +124,7 @@ fn cmd_run(o: &Opts) -> Result<ExitCode, String> {
         eprintln!("[mk-run] kernel exit: {e:?}");
         return Ok(exit_of(e));
     }
-    let r = run_captured(&c, &mut []).map_err(|e| e.to_string())?;
+    let r = run_captured(&c).map_err(|e| e.to_string())?;
     print!("{}", ci::symbolize::annotate(&r.serial, &c.kernel));
     eprint!("{}", r.stderr);
     if r.timed_out {
@@ -162,7 +162,7 @@ fn cmd_boot_time(o: &Opts) -> Result<ExitCode, String> {
         }
         let (mut k, mut w) = (vec![], vec![]);
         for _ in 0..o.runs.max(1) {
-            let r = run_captured(&c, &mut []).map_err(|e| e.to_string())?;
+            let r = run_captured(&c).map_err(|e| e.to_string())?;
             match (r.boot_done_kernel_us, r.boot_done_wall, r.code()) {
                 (Some(us), Some(wall), Some(0)) => {
                     k.push(us as f64 / 1000.0);

@@ -7,6 +7,8 @@
 
 extern crate alloc;
 
+mod device_tests;
+mod devices;
 mod heap;
 mod logger;
 mod selftest;
@@ -45,6 +47,12 @@ pub fn kernel_main(info: &'static BootInfo) -> ! {
     );
 
     selftest::set_boot_info(info);
+
+    // Device tests (test=fs-checksum, vsock-echo, fs-errors): see device_tests.rs.
+    if let Some(test) = cmdline.get("test") {
+        arch::power::exit(device_tests::run(info, test));
+    }
+
     let code = match cmdline.get("selftest") {
         None | Some("") | Some("all") => selftest::run_all(),
         Some("none") => exit_code::SUCCESS,
