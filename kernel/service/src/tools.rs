@@ -339,12 +339,12 @@ impl Tool for ListModelsTool {
                         .filter(|s| !s.is_dir && is_model_file(&s.name))
                     {
                         let path = format!("{}/{}", e.name, s.name);
-                        let size = file_size(&mut *host, &path, s.size);
+                        let size = file_size(&mut host, &path, s.size);
                         found.push((path, size));
                     }
                 }
             } else if is_model_file(&e.name) {
-                let size = file_size(&mut *host, &e.name, e.size);
+                let size = file_size(&mut host, &e.name, e.size);
                 found.push((e.name, size));
             }
         }
