@@ -40,6 +40,9 @@ pub struct DeviceOptions {
     /// Add `-global virtio-mmio.force-legacy=false` on mmio (tests turn it
     /// off to check that legacy devices are refused).
     pub modern_mmio: bool,
+    /// Directory for the sockets and logs; `None`: a fresh `/tmp/mk-vm-<pid>-<n>`.
+    /// A fixed one gives `make run-*` users a stable vsock socket path.
+    pub run_dir: Option<PathBuf>,
 }
 
 impl DeviceOptions {
@@ -51,6 +54,7 @@ impl DeviceOptions {
             bus,
             memory_mib,
             modern_mmio: true,
+            run_dir: None,
         }
     }
 }
@@ -160,7 +164,9 @@ impl VmDevices {
             ));
         }
         let n = NEXT_VM.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("mk-vm-{}-{n}", std::process::id()));
+        let dir = options.run_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("mk-vm-{}-{n}", std::process::id()))
+        });
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let dir = DirGuard(dir);

@@ -9,12 +9,15 @@
 //! - [`floatcheck`]: objdump proof that x86 float code uses SSE, not soft-float.
 //! - [`daemons`]: one virtiofsd + vhost-device-vsock per VM, their QEMU
 //!   arguments, the vsock host client, cleanup on drop.
+//! - [`mcp_vm`]: a VM serving MCP in the background (daemons, ready line, vsock
+//!   connection), for `mk-run run --share`, `mcp-cli bridge --boot`, tests, benchmarks.
 //! - [`symbolize`]: function and line for each address of a fault report.
 
 pub mod build;
 pub mod daemons;
 pub mod exit;
 pub mod floatcheck;
+pub mod mcp_vm;
 pub mod qemu;
 pub mod run;
 pub mod symbolize;

@@ -5,6 +5,7 @@
 //! at least 4 MiB, at most 256 MiB — and no more than the largest contiguous run.
 
 use arch::frame_alloc::PAGE_SIZE;
+use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use talc::lock_api::{GuardSend, RawMutex};
 use talc::source::Manual;
@@ -14,8 +15,60 @@ const MIN_RESERVE: u64 = 4 << 20;
 const MAX_RESERVE: u64 = 256 << 20;
 const HEAP_ALIGN: u64 = 2 << 20;
 
-#[global_allocator]
 static HEAP: TalcLock<RawSpin, Manual> = TalcLock::new(Manual);
+/// Bytes currently allocated (for `health` and the model-size check).
+static USED: AtomicU64 = AtomicU64::new(0);
+
+/// talc plus a count of the bytes in use.
+struct CountingHeap;
+
+#[global_allocator]
+static ALLOCATOR: CountingHeap = CountingHeap;
+
+// SAFETY: forwards to talc unchanged; only counts.
+unsafe impl GlobalAlloc for CountingHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = HEAP.alloc(layout);
+        if !p.is_null() {
+            USED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = HEAP.alloc_zeroed(layout);
+        if !p.is_null() {
+            USED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HEAP.dealloc(ptr, layout);
+        USED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = HEAP.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            USED.fetch_add(new_size as u64, Ordering::Relaxed);
+            USED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+/// Heap bytes in use.
+pub fn used_bytes() -> u64 {
+    USED.load(Ordering::Relaxed)
+}
+
+/// Heap bytes not in use (fragmentation aside: the largest possible allocation may be less).
+pub fn free_bytes() -> u64 {
+    HEAP_SIZE
+        .load(Ordering::Relaxed)
+        .saturating_sub(used_bytes())
+}
 static HEAP_START: AtomicU64 = AtomicU64::new(0);
 static HEAP_SIZE: AtomicU64 = AtomicU64::new(0);
 

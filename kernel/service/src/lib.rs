@@ -108,13 +108,13 @@ impl Service {
         let v = host.load(path)?;
         self.status.borrow_mut().model_name = host.model.as_ref().map(LoadedModel::name);
         Ok(format!(
-            "{} ({}, {} parameters, {} MiB) in {:.0} ms",
+            "{} ({}, {} parameters, {:.1} MiB) in {:.0} ms",
             v["name"].as_str().unwrap_or(path),
             v["quant"].as_str().unwrap_or("?"),
             v["parameters"],
             host.model
                 .as_ref()
-                .map_or(0, |m| m.file_bytes().div_ceil(1 << 20)),
+                .map_or(0.0, |m| m.file_bytes() as f64 / (1 << 20) as f64),
             v["load_ms"].as_f64().unwrap_or(0.0)
         ))
     }
