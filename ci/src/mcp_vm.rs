@@ -18,6 +18,13 @@ use std::time::{Duration, Instant};
 pub const READY: &str = "mcp ready: ";
 /// The kernel's default MCP vsock port.
 pub const DEFAULT_PORT: u32 = 5000;
+/// The model `make run-*` and `mcp-cli bridge --boot` use by default (made by `make models`).
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct-q8_0.safetensors";
+
+/// Where `make models` puts the models (the share of `make run-*`).
+pub fn default_share() -> PathBuf {
+    crate::build::repo_root().join("build/share")
+}
 
 /// Guest RAM for a model file of `model_bytes`: the kernel keeps 1/8 of free RAM out of
 /// the heap, and the heap holds the file, the KV cache and activations (64 MiB covers
@@ -109,6 +116,12 @@ impl McpVmSpec {
         cfg.cpu = self.cpu.clone();
         cfg.memory_mib = self.memory();
         cfg.extra_args = devices.qemu_args();
+        if self.machine == Machine::Virt {
+            // virt always has 32 virtio-mmio slots; as legacy devices every empty one
+            // would be reported as refused.
+            cfg.extra_args
+                .extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
+        }
         cfg
     }
 }

@@ -1,6 +1,7 @@
 //! mcp-cli: talk to microkernelia's MCP server (or the host test server), and bridge it to
 //! standard stdio MCP clients.
 
+mod boot;
 mod bridge;
 mod client;
 mod commands;
@@ -35,6 +36,12 @@ commands:
                                          N infer calls; tokens/s median and spread
   bridge                                 stdio MCP server (newline-delimited JSON-RPC)
                                          relayed to the target over framed JSON-RPC
+  bridge --boot x86_64|aarch64 [--machine q35|microvm|virt] [--model PATH]
+         [--kernel IMAGE] [--accel tcg|kvm] [--ready-timeout-s S]
+                                         boot a VM of its own instead of a target
+                                         (default model build/share/
+                                         smollm2-135m-instruct-q8_0.safetensors); the VM
+                                         stops when stdin closes
   serve (--tcp ADDR | --unix PATH) [--token-delay-ms MS]
                                          host test server: the mcp crate's server loop
                                          with test tools (echo, count, infer, health, logs)
@@ -65,6 +72,12 @@ const VALUE_FLAGS: &[&str] = &[
     "--prompt",
     "--token-delay-ms",
     "--timeout-ms",
+    "--boot",
+    "--machine",
+    "--model",
+    "--kernel",
+    "--accel",
+    "--ready-timeout-s",
 ];
 const BOOL_FLAGS: &[&str] = &["--json", "--follow", "--stateless", "--help", "-h"];
 
@@ -180,6 +193,23 @@ fn run() -> Result<bool, String> {
             token_delay: Duration::from_millis(delay),
             max_frame,
         })?;
+        return Ok(true);
+    }
+
+    if command == "bridge" && args.get("--boot").is_some() {
+        let (vm, stream) = boot::boot(&boot::BootOptions {
+            arch: args.get("--boot").unwrap_or_default().to_string(),
+            machine: args.get("--machine").map(Into::into),
+            model: args.get("--model").map(Into::into),
+            kernel: args.get("--kernel").map(Into::into),
+            accel: args.get("--accel").map(Into::into),
+            ready_timeout: Duration::from_secs(
+                args.number::<u64>("--ready-timeout-s")?.unwrap_or(300),
+            ),
+        })?;
+        let result = bridge::run(stream, max_frame);
+        vm.shutdown();
+        result?;
         return Ok(true);
     }
 
