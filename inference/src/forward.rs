@@ -56,9 +56,12 @@ impl core::fmt::Display for ForwardError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActivationStats {
     pub tokens: usize,
+    /// Also keep every input row (for GPTQ-style quantisers that need X^T X).
+    pub keep_inputs: bool,
     pub layers: Vec<LayerStats>,
     /// Input of the classifier (final-normed hidden state).
     pub classifier_in: Vec<f32>,
+    pub classifier_rows: Vec<f32>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +74,11 @@ pub struct LayerStats {
     pub ffn_in: Vec<f32>,
     /// Input of w2.
     pub w2_in: Vec<f32>,
+    /// The input rows themselves, when `keep_inputs` (same order as above).
+    pub attn_rows: Vec<f32>,
+    pub wo_rows: Vec<f32>,
+    pub ffn_rows: Vec<f32>,
+    pub w2_rows: Vec<f32>,
 }
 
 impl ActivationStats {
@@ -80,17 +88,27 @@ impl ActivationStats {
             wo_in: vec![0.0; c.dim],
             ffn_in: vec![0.0; c.dim],
             w2_in: vec![0.0; c.hidden_dim],
+            attn_rows: Vec::new(),
+            wo_rows: Vec::new(),
+            ffn_rows: Vec::new(),
+            w2_rows: Vec::new(),
         };
         ActivationStats {
             tokens: 0,
+            keep_inputs: false,
+            classifier_rows: Vec::new(),
             layers: vec![layer; c.n_layers],
             classifier_in: vec![0.0; c.dim],
         }
     }
 }
 
-/// Adds the squares of each row of `x` (rows of `acc.len()` values) into `acc`.
-fn accumulate_squares(acc: &mut [f32], x: &[f32], rows: usize) {
+/// Adds the squares of each row of `x` (rows of `acc.len()` values) into `acc`, and keeps the
+/// rows themselves in `keep` when given.
+fn accumulate_squares(acc: &mut [f32], keep: Option<&mut Vec<f32>>, x: &[f32], rows: usize) {
+    if let Some(k) = keep {
+        k.extend_from_slice(&x[..rows * acc.len()]);
+    }
     for row in x.chunks_exact(acc.len()).take(rows) {
         for (a, &v) in acc.iter_mut().zip(row) {
             *a += v * v;
@@ -298,7 +316,9 @@ fn forward_chunk(
             rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.attention_norm, eps);
         }
         if let Some(st) = s.stats.as_mut() {
-            accumulate_squares(&mut st.layers[l].attn_in, &s.xb, n);
+            let ls = &mut st.layers[l];
+            let keep = st.keep_inputs.then_some(&mut ls.attn_rows);
+            accumulate_squares(&mut ls.attn_in, keep, &s.xb, n);
         }
         matmul(kernels, exec, &lw.wq, &s.xb, n, &mut s.q);
         matmul(kernels, exec, &lw.wk, &s.xb, n, &mut s.k);
@@ -353,7 +373,9 @@ fn forward_chunk(
             }
         }
         if let Some(st) = s.stats.as_mut() {
-            accumulate_squares(&mut st.layers[l].wo_in, &s.xb, n);
+            let ls = &mut st.layers[l];
+            let keep = st.keep_inputs.then_some(&mut ls.wo_rows);
+            accumulate_squares(&mut ls.wo_in, keep, &s.xb, n);
         }
         matmul(kernels, exec, &lw.wo, &s.xb, n, &mut s.xb2);
         for i in 0..n * dim {
@@ -366,7 +388,9 @@ fn forward_chunk(
             rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.ffn_norm, eps);
         }
         if let Some(st) = s.stats.as_mut() {
-            accumulate_squares(&mut st.layers[l].ffn_in, &s.xb, n);
+            let ls = &mut st.layers[l];
+            let keep = st.keep_inputs.then_some(&mut ls.ffn_rows);
+            accumulate_squares(&mut ls.ffn_in, keep, &s.xb, n);
         }
         matmul(kernels, exec, &lw.w1, &s.xb, n, &mut s.hb);
         matmul(kernels, exec, &lw.w3, &s.xb, n, &mut s.hb2);
@@ -377,7 +401,9 @@ fn forward_chunk(
             s.hb[i] = val;
         }
         if let Some(st) = s.stats.as_mut() {
-            accumulate_squares(&mut st.layers[l].w2_in, &s.hb, n);
+            let ls = &mut st.layers[l];
+            let keep = st.keep_inputs.then_some(&mut ls.w2_rows);
+            accumulate_squares(&mut ls.w2_in, keep, &s.hb, n);
         }
         matmul(kernels, exec, &lw.w2, &s.hb, n, &mut s.xb);
         for i in 0..n * dim {
@@ -391,7 +417,8 @@ fn forward_chunk(
         rmsnorm(&mut s.x[r.clone()], &s.xb[r], &w.norm, eps);
     }
     if let Some(st) = s.stats.as_mut() {
-        accumulate_squares(&mut st.classifier_in, &s.x, n);
+        let keep = st.keep_inputs.then_some(&mut st.classifier_rows);
+        accumulate_squares(&mut st.classifier_in, keep, &s.x, n);
         st.tokens += n;
     }
 }

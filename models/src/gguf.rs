@@ -572,6 +572,11 @@ const CALIBRATION_TEXT: &str = "<|im_start|>user\nCan you explain how rainbows f
 /// Matrices re-quantised to a 4-bit type are importance-weighted with activation statistics
 /// of the exact model on a built-in calibration text.
 pub fn convert(bytes: &[u8], quant: Quant) -> Result<Vec<u8>, ConvertError> {
+    convert_with(bytes, quant, false)
+}
+
+/// As `convert`; `gptq` adds GPTQ error feedback to the 4-bit re-rounding.
+pub fn convert_with(bytes: &[u8], quant: Quant, gptq: bool) -> Result<Vec<u8>, ConvertError> {
     let exact = convert_exact(bytes)?;
     let model = Model::load(&exact).map_err(|e| ConvertError::Input(e.to_string()))?;
     let needs_rounding = matches!(quant, Quant::Q4_0 | Quant::Q4_1)
@@ -583,7 +588,7 @@ pub fn convert(bytes: &[u8], quant: Quant) -> Result<Vec<u8>, ConvertError> {
     let stats = if needs_rounding {
         let kernels = Kernels::select(&crate::host::host_features());
         let seq = model.tokenizer.encode(CALIBRATION_TEXT, true);
-        Some(calibrate(&model, &[seq], &kernels, &Inline))
+        Some(calibrate(&model, &[seq], gptq, &kernels, &Inline))
     } else {
         None
     };

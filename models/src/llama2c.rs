@@ -75,8 +75,17 @@ pub fn read_tokenizer(b: &[u8], vocab_size: usize) -> Result<Vocab, ConvertError
 
 /// Converts a checkpoint + tokenizer to our format with matrices at `quant`. Quantised
 /// targets are importance-weighted with activation statistics of the f32 model on text it
-/// samples itself (4 x 256 tokens, seeds 1-4).
+/// samples itself (4 x 256 tokens, seeds 1-4); `gptq` adds GPTQ error feedback.
 pub fn convert(ckpt: &[u8], tokenizer: &[u8], quant: Quant) -> Result<Vec<u8>, ConvertError> {
+    convert_with(ckpt, tokenizer, quant, false)
+}
+
+pub fn convert_with(
+    ckpt: &[u8],
+    tokenizer: &[u8],
+    quant: Quant,
+    gptq: bool,
+) -> Result<Vec<u8>, ConvertError> {
     let exact = convert_f32(ckpt, tokenizer)?;
     if quant == Quant::F32 {
         return Ok(exact);
@@ -84,7 +93,7 @@ pub fn convert(ckpt: &[u8], tokenizer: &[u8], quant: Quant) -> Result<Vec<u8>, C
     let model = Model::load(&exact).map_err(|e| ConvertError::Input(e.to_string()))?;
     let kernels = Kernels::select(&CpuFeatures::default());
     let seqs = self_generated_sequences(&model, "", 4, 256, &kernels, &Inline);
-    let stats = calibrate(&model, &seqs, &kernels, &Inline);
+    let stats = calibrate(&model, &seqs, gptq, &kernels, &Inline);
     requantize(&model, quant, Some(&stats))
 }
 

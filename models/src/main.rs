@@ -16,6 +16,9 @@ const USAGE: &str = "usage:
   mk-models convert gguf <model.gguf> [--quant Q] -o <out.safetensors>
   mk-models convert hf <dir with config.json, tokenizer.json, *.safetensors> [--quant Q] -o <out>
       Q = f32 | q8_0 | q4_0 | q4_1 (default f32; GGUF Q4_1 blocks are kept as they are)
+      --gptq: GPTQ error feedback when rounding to 4 bits (slower)
+  mk-models accuracy --reference R --model M [--text T]...
+      teacher-forced top-1 agreement of M with R on each text (default: a few built-in ones)
   mk-models inspect <model.safetensors>
   mk-models generate --model M --prompt P [--max-tokens N] [--temperature T] [--seed S]
       [--top-k K] [--top-p P] [--repeat-penalty R] [--chat] [--system S] [--threads N]
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         Some("inspect") => inspect(&args[1..]),
         Some("generate") => generate(&args[1..]),
         Some("export-gguf-f32") => export(&args[1..]),
+        Some("accuracy") => accuracy(&args[1..]),
         Some("help") | Some("--help") | Some("-h") => {
             println!("{USAGE}");
             Ok(())
@@ -51,7 +55,7 @@ struct Opts {
     switches: Vec<String>,
 }
 
-const SWITCHES: [&str; 1] = ["--chat"];
+const SWITCHES: [&str; 2] = ["--chat", "--gptq"];
 
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
@@ -112,12 +116,13 @@ fn convert(args: &[String]) -> Result<(), String> {
         Some(q) => Quant::parse(q).ok_or(format!("unknown quant {q:?}"))?,
     };
     let out = o.get("-o").ok_or("missing -o <output>")?;
+    let gptq = o.switches.iter().any(|s| s == "--gptq");
     let p = &o.positional;
     let bytes = match p.first().map(String::as_str) {
         Some("llama2c") if p.len() == 3 => {
-            llama2c::convert(&load_file(&p[1])?, &load_file(&p[2])?, quant)
+            llama2c::convert_with(&load_file(&p[1])?, &load_file(&p[2])?, quant, gptq)
         }
-        Some("gguf") if p.len() == 2 => gguf::convert(&load_file(&p[1])?, quant),
+        Some("gguf") if p.len() == 2 => gguf::convert_with(&load_file(&p[1])?, quant, gptq),
         Some("hf") if p.len() == 2 => hf::convert_dir(std::path::Path::new(&p[1]), quant),
         _ => return Err(format!("bad convert arguments\n{USAGE}")),
     }
@@ -338,5 +343,56 @@ fn export(args: &[String]) -> Result<(), String> {
     let out = gguf::export_f32(&load_file(input)?).map_err(|e| e.to_string())?;
     std::fs::write(output, &out).map_err(|e| format!("{output}: {e}"))?;
     println!("wrote {output} ({} bytes)", out.len());
+    Ok(())
+}
+
+fn accuracy(args: &[String]) -> Result<(), String> {
+    let o = parse(args)?;
+    o.check_known(&["--reference", "--model", "--text"])?;
+    let rb = load_file(o.get("--reference").ok_or("missing --reference")?)?;
+    let mb = load_file(o.get("--model").ok_or("missing --model")?)?;
+    let r = Model::load(&rb).map_err(|e| e.to_string())?;
+    let m = Model::load(&mb).map_err(|e| e.to_string())?;
+    if r.config != m.config {
+        return Err("models have different hyper-parameters".into());
+    }
+    let mut texts = o.all("--text");
+    if texts.is_empty() {
+        texts = [
+            "Once upon a time, there was a little girl who loved to play in the garden.",
+            "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\nThe capital of France is Paris.",
+            "def add(a, b):\n    return a + b\n\nprint(add(2, 3))  # 5",
+        ]
+        .map(String::from)
+        .to_vec();
+    }
+    let kernels = Kernels::select(&host_features());
+    let exec = ScopedThreads { threads: 2 };
+    let mut total = mk_models::eval::Agreement {
+        positions: 0,
+        top1_equal: 0,
+        max_logit_error: 0.0,
+    };
+    for t in &texts {
+        let ids = r.tokenizer.encode(t, true);
+        if ids.is_empty() {
+            continue;
+        }
+        let a = mk_models::eval::teacher_forced(&r, &m, &ids, &kernels, &exec);
+        println!(
+            "{:>4} positions  top-1 {:5.1}%  max |dlogit| {:.4}  {t:?}",
+            a.positions,
+            100.0 * a.ratio(),
+            a.max_logit_error
+        );
+        total.merge(&a);
+    }
+    println!(
+        "total: {}/{} = {:.1}% top-1 agreement, max logit error {:.4}",
+        total.top1_equal,
+        total.positions,
+        100.0 * total.ratio(),
+        total.max_logit_error
+    );
     Ok(())
 }

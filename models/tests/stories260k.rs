@@ -23,11 +23,18 @@ fn kernels() -> Kernels {
 
 /// llama2.c semantics: BOS, then greedy until position `positions`.
 fn greedy(model: &Model, positions: usize) -> (Vec<u32>, String, StopReason) {
-    let kernels = kernels();
+    greedy_with(model, positions, &kernels())
+}
+
+fn greedy_with(
+    model: &Model,
+    positions: usize,
+    kernels: &Kernels,
+) -> (Vec<u32>, String, StopReason) {
     let mut state = State::new(&model.config, positions, 64);
     let engine = Engine {
         model,
-        kernels: &kernels,
+        kernels,
         exec: &Inline,
     };
     let prompt = model.tokenizer.encode("", false);
@@ -67,6 +74,39 @@ fn f32_greedy_200_matches_llama2c() {
     let mut all = vec![1];
     all.extend(&tokens);
     assert_eq!(model.tokenizer.decode(&all), EXPECTED);
+}
+
+/// The host's best kernels (SIMD) and two worker threads give the same bytes: the F32 path
+/// keeps llama2.c's summation order in every variant.
+#[test]
+fn f32_greedy_200_with_host_kernels_and_threads() {
+    let bytes = convert(Quant::F32);
+    let model = Model::load(&bytes).unwrap();
+    let k = Kernels::select(&mk_models::host::host_features());
+    let (_, text, _) = greedy_with(&model, 200, &k);
+    assert_eq!(text, EXPECTED, "kernels {:?}", k.variant());
+    let mut state = State::new(&model.config, 200, 64);
+    let exec = mk_models::host::ScopedThreads { threads: 2 };
+    let engine = Engine {
+        model: &model,
+        kernels: &k,
+        exec: &exec,
+    };
+    let params = GenerateParams {
+        max_tokens: 200,
+        ..GenerateParams::default()
+    };
+    let g = engine
+        .generate(
+            &mut state,
+            &[1],
+            &params,
+            no_clock,
+            &|| false,
+            &mut |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(g.text, EXPECTED);
 }
 
 #[test]

@@ -13,6 +13,15 @@ use super::Tile;
 use crate::quant::{Q4_0_BLOCK, Q4_1_BLOCK, Q8_0_BLOCK, QK};
 use core::arch::x86_64::*;
 
+/// Software prefetch distance along the weights (bytes). Four interleaved row streams defeat
+/// the hardware streamer on DRAM-resident matrices (measured: Q8_0 49152x576 went from ~5 ms to
+/// ~1 ms per call); fetching the same block of the next row tile keeps one tile of lead.
+#[inline(always)]
+pub(crate) fn prefetch_distance(nr: usize, rb: usize) -> usize {
+    (2 * nr * rb).max(PREFETCH_MIN)
+}
+pub(crate) const PREFETCH_MIN: usize = 1024;
+
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
@@ -64,11 +73,13 @@ unsafe fn load_act(a: &ActRow, i: usize) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows_q8_0<const NR: usize>(w: *const u8, rb: usize, a: &ActRow) -> [f32; NR] {
     let mut acc = [_mm256_setzero_ps(); NR];
+    let pf = prefetch_distance(NR, rb);
     for i in 0..a.d.len() {
         let av = load_act(a, i);
         let da = *a.d.get_unchecked(i);
         for (r, acc) in acc.iter_mut().enumerate() {
             let blk = w.add(r * rb + i * Q8_0_BLOCK);
+            _mm_prefetch::<_MM_HINT_T0>(blk.add(pf) as *const i8);
             let wv = _mm256_loadu_si256(blk.add(2) as *const __m256i);
             let p = _mm256_cvtepi32_ps(dot_i8_i8(wv, av));
             *acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(blk) * da), p, *acc);
@@ -92,12 +103,14 @@ unsafe fn rows_q4<const NR: usize, const Q41: bool>(
     };
     let mut acc = [_mm256_setzero_ps(); NR];
     let mut corr = [0.0f32; NR];
+    let pf = prefetch_distance(NR, rb);
     for i in 0..a.d.len() {
         let av = load_act(a, i);
         let da = *a.d.get_unchecked(i);
         let sa = *a.s.get_unchecked(i);
         for r in 0..NR {
             let blk = w.add(r * rb + i * bs);
+            _mm_prefetch::<_MM_HINT_T0>(blk.add(pf) as *const i8);
             let dw = f16_at(blk);
             let m = if Q41 { f16_at(blk.add(2)) } else { -8.0 * dw };
             let p = _mm256_cvtepi32_ps(dot_u8_i8(nibbles(blk.add(qoff)), av));

@@ -85,11 +85,16 @@ macro_rules! avx512_kernels {
                 row: *const u8,
                 i: usize,
                 two: bool,
+                pf: usize,
             ) -> (__m512i, f32, f32, f32, f32) {
                 // Q: 0 = Q8_0, 1 = Q4_0, 2 = Q4_1
                 let bs = [Q8_0_BLOCK, Q4_0_BLOCK, Q4_1_BLOCK][Q as usize];
                 let b0 = row.add(i * bs);
                 let b1 = b0.add(bs);
+                _mm_prefetch::<_MM_HINT_T0>(b0.add(pf) as *const i8);
+                if Q == 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(b1.add(pf) as *const i8);
+                }
                 let d0 = f16_at(b0);
                 let d1 = if two { f16_at(b1) } else { 0.0 };
                 match Q {
@@ -135,11 +140,12 @@ macro_rules! avx512_kernels {
                 let a: [ActRow; NC] = core::array::from_fn(|c| acts.row(b0 + c));
                 let nb = acts.nb;
                 let mut acc = [[_mm512_setzero_ps(); NR]; NC];
-                let mut corr = [[0.0f32; NR]; NC];
+                let pf = super::super::avx2::prefetch_distance(NR, rb);
                 let mut i = 0;
                 while i < nb {
                     let two = i + 1 < nb;
-                    let wb: [_; NR] = core::array::from_fn(|r| load_w::<Q>(w.add(r * rb), i, two));
+                    let wb: [_; NR] =
+                        core::array::from_fn(|r| load_w::<Q>(w.add(r * rb), i, two, pf));
                     // Q8_0: |w| as the unsigned operand, sign(w) moved onto the activations.
                     let neg: [__mmask64; NR] = core::array::from_fn(|r| {
                         if Q == 0 {
@@ -155,8 +161,16 @@ macro_rules! avx512_kernels {
                             wb[r].0
                         }
                     });
+                    // Per-row scale and offset vectors ([block i] x 8, [block i+1] x 8); the
+                    // offset is spread over 8 lanes (m / 8 each) so it folds into the same
+                    // accumulator with one FMA instead of scalar work per row and column.
+                    let dwv: [__m512; NR] = core::array::from_fn(|r| pair(wb[r].1, wb[r].2));
+                    let mv: [__m512; NR] =
+                        core::array::from_fn(|r| pair(wb[r].3 * 0.125, wb[r].4 * 0.125));
                     for c in 0..NC {
                         let (av, da0, da1, sa0, sa1) = load_act(&a[c], i, two);
+                        let dav = pair(da0, da1);
+                        let sv = pair(sa0, sa1);
                         for r in 0..NR {
                             let s = if Q == 0 {
                                 _mm512_mask_sub_epi8(av, neg[r], _mm512_setzero_si512(), av)
@@ -164,10 +178,9 @@ macro_rules! avx512_kernels {
                                 av
                             };
                             let p = _mm512_cvtepi32_ps(dot_u8_i8(wu[r], s));
-                            let (_, dw0, dw1, m0, m1) = wb[r];
-                            acc[c][r] = _mm512_fmadd_ps(pair(dw0 * da0, dw1 * da1), p, acc[c][r]);
+                            acc[c][r] = _mm512_fmadd_ps(_mm512_mul_ps(dwv[r], dav), p, acc[c][r]);
                             if Q != 0 {
-                                corr[c][r] += m0 * sa0 + m1 * sa1;
+                                acc[c][r] = _mm512_fmadd_ps(mv[r], sv, acc[c][r]);
                             }
                         }
                     }
@@ -175,7 +188,7 @@ macro_rules! avx512_kernels {
                 }
                 for c in 0..NC {
                     for r in 0..NR {
-                        out[c][r] = _mm512_reduce_add_ps(acc[c][r]) + corr[c][r];
+                        out[c][r] = _mm512_reduce_add_ps(acc[c][r]);
                     }
                 }
             }
