@@ -1,6 +1,11 @@
 # microkernelia — build, run and test. See README.md.
 #
-#   make run-x86 [MACHINE=q35|microvm] [ACCEL=tcg|kvm] [APPEND="selftest=null-read"]
+#   make run-x86 [MACHINE=q35|microvm] [ACCEL=tcg|kvm] [MODEL=name] [APPEND="selftest=null-read"]
+#   make run-arm [CPU=max|cortex-a72] [MODEL=name]
+#       boot, load MODEL (default SmolLM2-135M-Instruct Q8_0) from build/share and serve
+#       MCP on vsock port 5000; prints the mcp-cli and bridge command lines
+#   make models          model files (stories260K, SmolLM2 Q8_0/Q4_0/Q4_1)
+#   make bench           MCP infer speed in every guest vs the same engine on the host
 #   make test            host tests + boot tests of every arch in ARCHES
 #
 # Per-architecture rules live in their own sections below.
@@ -53,9 +58,11 @@ X86_KERNEL := kernel/target/x86_64-microkernelia/release/kernel
 build-x86: setup
 	$(KERNEL_CARGO) --target $(X86_TARGET_JSON) $(BUILD_STD) -Zjson-target-spec
 
-run-x86: build-x86 runner
+# Serves MODEL (in build/share, made by `make models`) over MCP on vsock port 5000.
+run-x86: build-x86 runner mcp-cli share-model
 	$(RUNNER) run --interactive --machine $(X86_MACHINE) --accel $(ACCEL) \
-		--kernel $(X86_KERNEL) $(if $(APPEND),--append "$(APPEND)")
+		--kernel $(X86_KERNEL) $(SERVE_ARGS) --run-dir build/run/$(X86_MACHINE) \
+		$(if $(APPEND),--append "$(APPEND)")
 
 # Float code must be SSE, not soft-float calls (objdump/nm proof).
 check-float-x86: build-x86 runner
@@ -99,9 +106,10 @@ check-accel-arm:
 	@if [ "$(ACCEL)" = kvm ] && [ "$$(uname -m)" != aarch64 ]; then \
 		echo "ACCEL=kvm needs an aarch64 host (this is $$(uname -m)); use ACCEL=tcg" >&2; exit 2; fi
 
-run-arm: check-accel-arm build-arm runner
+run-arm: check-accel-arm build-arm runner mcp-cli share-model
 	$(RUNNER) run --interactive --machine virt --accel $(ACCEL) --cpu $(ARM_CPU) \
-		--kernel $(ARM_IMAGE) $(if $(APPEND),--append "$(APPEND)")
+		--kernel $(ARM_IMAGE) $(SERVE_ARGS) --run-dir build/run/virt \
+		$(if $(APPEND),--append "$(APPEND)")
 
 # Boots virt with -cpu max and cortex-a72: self-tests, each fault in its own boot.
 test-boot-arm: build-arm
@@ -169,3 +177,29 @@ build/models/smollm2-135m-instruct.%.safetensors: $(SMOLLM2_GGUF) | mk-models
 models-for-test:
 	@bash models/fetch-smollm2.sh || echo "models: SmolLM2 not fetched; its tests will skip"
 test-host: models-for-test
+
+# ------------------------------------------------------------ end to end ----
+# The share the VMs see (virtio-fs): every model `make models` produces, hard-linked.
+SHARE := build/share
+MODEL ?= smollm2-135m-instruct.q8_0.safetensors
+SERVE_ARGS = --share $(SHARE) --model $(MODEL)
+
+.PHONY: share share-model mcp-cli test-e2e bench
+share: $(patsubst models/%,$(SHARE)/%,$(STORIES_MODELS)) \
+	$(patsubst build/models/%,$(SHARE)/%,$(SMOLLM2_MODELS))
+share-model: $(SHARE)/$(MODEL)
+$(SHARE)/%.safetensors: models/%.safetensors
+	@mkdir -p $(SHARE) && (ln -f $< $@ 2>/dev/null || cp $< $@)
+$(SHARE)/%.safetensors: build/models/%.safetensors
+	@mkdir -p $(SHARE) && (ln -f $< $@ 2>/dev/null || cp $< $@)
+
+mcp-cli:
+	@$(CARGO) build -q --release -p mcp-cli
+
+# MCP against the kernel on q35, microvm and virt with stories260K, plus one run of the
+# MCP Inspector CLI through `mcp-cli bridge --boot` (the pinned npm install of mcp-setup).
+test-e2e: setup build-x86 $(if $(wildcard arch/src/aarch64),build-arm,) models/stories260k.safetensors mcp-cli mcp-setup
+	timeout $(BOOT_TEST_TIMEOUT) $(CARGO) test --release -p ci --features vm --test e2e -- --test-threads=1 --nocapture
+test: test-e2e
+
+include tools/mcp-cli/mcp.mk

@@ -19,7 +19,7 @@ pub const READY: &str = "mcp ready: ";
 /// The kernel's default MCP vsock port.
 pub const DEFAULT_PORT: u32 = 5000;
 /// The model `make run-*` and `mcp-cli bridge --boot` use by default (made by `make models`).
-pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct-q8_0.safetensors";
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct.q8_0.safetensors";
 
 /// Where `make models` puts the models (the share of `make run-*`).
 pub fn default_share() -> PathBuf {

@@ -40,7 +40,7 @@ commands:
          [--kernel IMAGE] [--accel tcg|kvm] [--ready-timeout-s S]
                                          boot a VM of its own instead of a target
                                          (default model build/share/
-                                         smollm2-135m-instruct-q8_0.safetensors); the VM
+                                         smollm2-135m-instruct.q8_0.safetensors); the VM
                                          stops when stdin closes
   serve (--tcp ADDR | --unix PATH) [--token-delay-ms MS]
                                          host test server: the mcp crate's server loop
