@@ -9,7 +9,11 @@
 #![no_std]
 
 extern crate alloc;
+#[cfg(not(target_os = "none"))]
+extern crate std;
 
+#[cfg(not(target_os = "none"))]
+pub mod host;
 pub mod loaded_model;
 pub mod platform;
 pub mod tools;

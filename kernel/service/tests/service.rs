@@ -2,80 +2,23 @@
 //! the MCP server exactly as a client would (JSON-RPC, schema validation included).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::rc::Rc;
 
 use inference::exec::Inline;
 use inference::kernels::CpuFeatures;
 use mcp::frame::{encode_frame, FrameDecoder, FrameEvent};
-use mcp::log_ring::LogPage;
 use mcp::serde_json::{self, json, Value};
 use mcp::{LogLevel, LogRing, MemoryConnection, Server, ServerConfig, Session, ToolRegistry};
 use mk_models::{llama2c, Quant};
-use mk_service::{
-    DirEntry, FileHandle, LogSource, MemoryStats, ModelLimits, Platform, PlatformInfo, ReadOnlyFs,
-    Service,
-};
+use mk_service::host::{DirFs, RingLogs};
+use mk_service::{MemoryStats, ModelLimits, Platform, PlatformInfo, Service};
 
 const CKPT: &[u8] = include_bytes!("../../../models/stories260k/stories260K.bin");
 const TOK: &[u8] = include_bytes!("../../../models/stories260k/tok512.bin");
 const EXPECTED: &str = include_str!("../../../models/stories260k/expected-greedy-200.txt");
 
 // ------------------------------------------------------------- platform ----
-
-/// The share: a host directory.
-struct DirFs {
-    root: PathBuf,
-    files: HashMap<u64, File>,
-    next: u64,
-}
-
-impl ReadOnlyFs for DirFs {
-    fn open(&mut self, path: &str) -> Result<FileHandle, String> {
-        let f =
-            File::open(self.root.join(path.trim_start_matches('/'))).map_err(|e| e.to_string())?;
-        self.next += 1;
-        self.files.insert(self.next, f);
-        Ok(FileHandle(self.next))
-    }
-    fn size(&mut self, file: FileHandle) -> Result<u64, String> {
-        let f = self.files.get(&file.0).ok_or("bad handle")?;
-        Ok(f.metadata().map_err(|e| e.to_string())?.len())
-    }
-    fn read_at(&mut self, file: FileHandle, offset: u64, buf: &mut [u8]) -> Result<usize, String> {
-        let f = self.files.get(&file.0).ok_or("bad handle")?;
-        f.read_at(buf, offset).map_err(|e| e.to_string())
-    }
-    fn close(&mut self, file: FileHandle) {
-        self.files.remove(&file.0);
-    }
-    fn list(&mut self, dir: &str) -> Result<Vec<DirEntry>, String> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(self.root.join(dir.trim_start_matches('/')))
-            .map_err(|e| e.to_string())?
-        {
-            let e = e.map_err(|e| e.to_string())?;
-            let md = e.metadata().map_err(|e| e.to_string())?;
-            out.push(DirEntry {
-                name: e.file_name().to_string_lossy().into_owned(),
-                is_dir: md.is_dir(),
-                size: md.is_file().then_some(md.len()),
-            });
-        }
-        Ok(out)
-    }
-}
-
-struct RingLogs(Rc<RefCell<LogRing>>);
-
-impl LogSource for RingLogs {
-    fn page(&self, cursor: u64, min_level: LogLevel, limit: usize) -> LogPage {
-        self.0.borrow().since(cursor, min_level, limit)
-    }
-}
 
 /// Heap statistics the test controls.
 struct FakeMemory {
@@ -155,11 +98,7 @@ impl Harness {
             );
         }
         let platform = Platform {
-            fs: Box::new(DirFs {
-                root: share.0.clone(),
-                files: HashMap::new(),
-                next: 0,
-            }),
+            fs: Box::new(DirFs::new(&share.0)),
             logs: Box::new(RingLogs(ring.clone())),
             memory: Box::new(FakeMemory { free: free.clone() }),
             clock: clock_ns,
