@@ -97,11 +97,7 @@ pub struct HostMemory;
 fn meminfo_kib(path: &str, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
 impl MemoryStats for HostMemory {
