@@ -5,7 +5,7 @@
 //! Used by `mk-run serve`, `mcp-cli bridge --boot`, the end-to-end tests and `make bench`.
 
 use crate::daemons::{DeviceBus, DeviceOptions, VmDevices};
-use crate::qemu::{Accel, Machine, VmConfig};
+use crate::qemu::{Accel, Arch, Machine, VmConfig};
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -28,10 +28,15 @@ pub fn default_share() -> PathBuf {
 
 /// Guest RAM for a model file of `model_bytes`: the kernel keeps 1/8 of free RAM out of
 /// the heap, and the heap holds the file, the KV cache and activations (64 MiB covers
-/// SmolLM2-135M at the default context of 1024) and some headroom.
-pub fn memory_mib_for_model(model_bytes: u64) -> u32 {
+/// SmolLM2-135M at the default context of 1024) and some headroom. On aarch64 virt the
+/// heap is the RAM above the DTB, which QEMU puts 128 MiB into RAM.
+pub fn memory_mib_for_model(model_bytes: u64, arch: Arch) -> u32 {
     let need_mib = model_bytes.div_ceil(1 << 20) + 64 + 32;
-    let total = (need_mib * 9 / 8 + 16).next_multiple_of(64);
+    let below_dtb = match arch {
+        Arch::X86_64 => 0,
+        Arch::Aarch64 => 128,
+    };
+    let total = (need_mib * 9 / 8 + 16 + below_dtb).next_multiple_of(64);
     total.max(256) as u32
 }
 
@@ -98,7 +103,7 @@ impl McpVmSpec {
                 .as_ref()
                 .and_then(|m| std::fs::metadata(self.share.join(m)).ok())
                 .map_or(0, |md| md.len());
-            memory_mib_for_model(bytes)
+            memory_mib_for_model(bytes, self.machine.arch())
         })
     }
 
@@ -283,12 +288,13 @@ mod tests {
 
     #[test]
     fn memory_is_sized_to_the_model() {
-        assert_eq!(memory_mib_for_model(1 << 20), 256);
+        assert_eq!(memory_mib_for_model(1 << 20, Arch::X86_64), 256);
         // SmolLM2-135M Q8_0 (~145 MiB): file + state + the kernel's 1/8 reserve.
-        let m = memory_mib_for_model(145 << 20);
+        let m = memory_mib_for_model(145 << 20, Arch::X86_64);
         assert!((256..=384).contains(&m), "{m}");
         assert_eq!(m % 64, 0);
-        assert!(memory_mib_for_model(1 << 30) > 1024);
+        assert_eq!(memory_mib_for_model(145 << 20, Arch::Aarch64), m + 128);
+        assert!(memory_mib_for_model(1 << 30, Arch::X86_64) > 1024);
     }
 
     #[test]
