@@ -202,4 +202,9 @@ test-e2e: setup build-x86 $(if $(wildcard arch/src/aarch64),build-arm,) models/s
 	timeout $(BOOT_TEST_TIMEOUT) $(CARGO) test --release -p ci --features vm --test e2e -- --test-threads=1 --nocapture
 test: test-e2e
 
+# TTFT, prefill and decode tok/s through MCP infer: every model in each guest and natively
+# on this host in the same run (ci/bench-mcp.sh; table in build/bench.md). Not in `test`.
+bench: build-x86 $(if $(wildcard arch/src/aarch64),build-arm,) mcp-cli share
+	ACCEL=$(ACCEL) bash ci/bench-mcp.sh
+
 include tools/mcp-cli/mcp.mk
