@@ -113,7 +113,7 @@ fn find_program(name: &str) -> PathBuf {
 
 fn spawn(name: &'static str, args: &[String], log: &Path) -> io::Result<ChildGuard> {
     let log = std::fs::File::create(log)?;
-    let child = Command::new(find_program(name))
+    let child = crate::orphan::die_with_parent(&mut Command::new(find_program(name)))
         .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

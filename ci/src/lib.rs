@@ -11,6 +11,7 @@
 //!   arguments, the vsock host client, cleanup on drop.
 //! - [`mcp_vm`]: a VM serving MCP in the background (daemons, ready line, vsock
 //!   connection), for `mk-run run --share`, `mcp-cli bridge --boot`, tests, benchmarks.
+//! - [`orphan`]: children that die with the runner even when it is killed.
 //! - [`symbolize`]: function and line for each address of a fault report.
 
 pub mod build;
@@ -18,6 +19,7 @@ pub mod daemons;
 pub mod exit;
 pub mod floatcheck;
 pub mod mcp_vm;
+pub mod orphan;
 pub mod qemu;
 pub mod run;
 pub mod symbolize;

@@ -182,7 +182,7 @@ impl McpVm {
         let devices = VmDevices::start(spec.device_options())?;
         let cfg = spec.vm_config(&devices);
         let bin = cfg.machine.arch().qemu_binary();
-        let mut qemu = Command::new(bin)
+        let mut qemu = crate::orphan::die_with_parent(&mut Command::new(bin))
             .args(cfg.qemu_args("stdio"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
