@@ -10,7 +10,7 @@ use alloc::string::String;
 use inference::quant::QuantType;
 use inference::{Config, Model, State};
 
-use crate::platform::{MemoryStats, ReadOnlyFs};
+use crate::platform::{FileHandle, MemoryStats, ReadOnlyFs};
 
 /// Alignment of the file buffer: matrices are read in place, so keep them cache-line aligned.
 const FILE_ALIGN: usize = 64;
@@ -119,7 +119,7 @@ impl LoadedModel {
         let file = fs
             .open(path)
             .map_err(|e| format!("cannot open {path}: {e}"))?;
-        let result = read_file(fs, memory, path, file);
+        let result = read_file(fs, memory, path, file, limits);
         fs.close(file);
         let bytes = result?;
         // SAFETY: `bytes` moves into the LoadedModel next to `model`, which drops first.
@@ -220,19 +220,75 @@ pub fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Hyper-parameters from the file's safetensors header alone (8-byte length + JSON), so
+/// the memory check can count the KV cache before the file is read. `None` when the header
+/// does not have them: the full load then reports what is wrong.
+fn peek_config(fs: &mut dyn ReadOnlyFs, file: FileHandle, size: u64) -> Option<Config> {
+    use inference::format::*;
+    use mcp::serde_json::{self, Value};
+    let mut len = [0u8; 8];
+    if fs.read_at(file, 0, &mut len).ok()? != 8 {
+        return None;
+    }
+    let n = u64::from_le_bytes(len);
+    // Real headers are a few MiB at most (SmolLM2's tokenizer metadata is small).
+    if n > 64 << 20 || 8 + n > size {
+        return None;
+    }
+    let mut header = alloc::vec![0u8; n as usize];
+    let mut done = 0;
+    while done < header.len() {
+        let got = fs
+            .read_at(file, 8 + done as u64, &mut header[done..])
+            .ok()?;
+        if got == 0 {
+            return None;
+        }
+        done += got;
+    }
+    let json: Value = serde_json::from_slice(&header).ok()?;
+    let meta = json.get("__metadata__")?;
+    let num = |k: &str| meta.get(k)?.as_str()?.parse::<usize>().ok();
+    let config = Config {
+        dim: num(KEY_DIM)?,
+        hidden_dim: num(KEY_HIDDEN_DIM)?,
+        n_layers: num(KEY_N_LAYERS)?,
+        n_heads: num(KEY_N_HEADS)?,
+        n_kv_heads: num(KEY_N_KV_HEADS)?,
+        vocab_size: num(KEY_VOCAB_SIZE)?,
+        seq_len: num(KEY_SEQ_LEN)?,
+        rope_theta: 10000.0,
+        norm_eps: 1e-5,
+        tied_classifier: false,
+    };
+    config.check().ok()?;
+    Some(config)
+}
+
 fn read_file(
     fs: &mut dyn ReadOnlyFs,
     memory: &dyn MemoryStats,
     path: &str,
-    file: crate::platform::FileHandle,
+    file: FileHandle,
+    limits: ModelLimits,
 ) -> Result<FileBytes, String> {
     let size = fs.size(file).map_err(|e| format!("{path}: {e}"))?;
     let free = memory.heap_free_bytes();
-    if size.saturating_add(HEAP_HEADROOM) > free {
+    let (state, context) = peek_config(fs, file, size).map_or((0, limits.max_context), |c| {
+        (
+            state_bytes(&c, limits.max_context, limits.prefill_batch),
+            limits.max_context.min(c.seq_len),
+        )
+    });
+    if size.saturating_add(state).saturating_add(HEAP_HEADROOM) > free {
         return Err(format!(
-            "model {path} is {} MiB, only {} MiB of heap are free; give the VM more memory \
-             (or unload nothing: the current model stays loaded)",
+            "model {path} needs {} MiB ({} MiB file + {} MiB KV cache and activations at \
+             context {}), only {} MiB of heap are free; give the VM more memory (the current \
+             model stays loaded)",
+            mib(size + state),
             mib(size),
+            mib(state),
+            context,
             mib(free.saturating_sub(HEAP_HEADROOM))
         ));
     }
