@@ -98,7 +98,7 @@ ARM_OBJCOPY = $(shell rustc --print sysroot)/lib/rustlib/$(shell rustc -vV | sed
 
 .PHONY: build-arm run-arm test-boot-arm bench-boot-arm check-accel-arm clippy-arm
 build-arm: setup
-	cd kernel && RUSTFLAGS="-C force-frame-pointers=yes" $(CARGO) build --release --target $(ARM_TARGET)
+	cd kernel && RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C force-frame-pointers=yes" $(CARGO) build --release --target $(ARM_TARGET)
 	$(ARM_OBJCOPY) -O binary $(ARM_ELF) $(ARM_IMAGE)
 
 # KVM can only run an aarch64 guest on an aarch64 host.
