@@ -360,3 +360,53 @@ fn mcp_inspector_through_bridge_boot() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+/// While one connection's `infer` generates, another connection is accepted and its
+/// `health` answered between tokens (the kernel's vsock acceptor runs inside tool calls).
+#[test]
+fn health_is_answered_while_infer_runs() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    for machine in machines() {
+        let m = machine.name();
+        let share = Share::new(&format!("{m}-concurrent"));
+        let vm = boot(machine, &share);
+        let init = |c: &mut Client| {
+            c.request(
+                "initialize",
+                json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "e2e", "version": "0"}}),
+            );
+            c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        };
+        let mut a = Client::new(vm.connect().unwrap());
+        init(&mut a);
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let long = std::thread::spawn(move || {
+            let out = a.ok(
+                "infer",
+                json!({"prompt": "", "temperature": 0, "max_tokens": 480}),
+            );
+            flag.store(true, Ordering::SeqCst);
+            out
+        });
+        // Give the call time to start generating.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut b = Client::new(vm.connect().unwrap());
+        init(&mut b);
+        let h = b.ok("health", json!({}));
+        let answered_during = !done.load(Ordering::SeqCst);
+        let out = long.join().unwrap();
+        // stories260K ends its story (EOS) after ~345 tokens.
+        assert!(
+            out["completion_tokens"].as_u64().unwrap() > 300,
+            "{m}: {out}"
+        );
+        assert!(
+            answered_during,
+            "{m}: health waited for the whole generation"
+        );
+        assert_eq!(h["model"], MODEL, "{m}: {h}");
+    }
+}
