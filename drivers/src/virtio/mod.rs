@@ -7,6 +7,8 @@
 //! ([`VirtioTransport::device_id`]) and implement the crate's `Transport`
 //! trait, so the crate's `VirtQueue` and vsock driver run on them unchanged.
 
+#[cfg(test)]
+pub(crate) mod fake_device;
 pub mod mmio;
 pub mod pci;
 pub mod regs;
