@@ -21,6 +21,8 @@ struct Faults {
     cut_read_replies: Option<usize>,
     /// LOOKUPs fail with this errno.
     lookup_errno: Option<i32>,
+    /// READDIR always answers from the start (offsets never advance).
+    stuck_readdir: bool,
 }
 
 struct FakeServer {
@@ -175,7 +177,10 @@ impl FakeServer {
             44 if !self.readdirplus => (-38, vec![]),
             28 | 44 => {
                 let plus = op == 44;
-                let offset = u64::from_le_bytes(body[8..16].try_into().unwrap()) as usize;
+                let mut offset = u64::from_le_bytes(body[8..16].try_into().unwrap()) as usize;
+                if self.faults.stuck_readdir {
+                    offset = 0;
+                }
                 let Kind::Dir(children) = self.nodes[&node].clone() else {
                     panic!()
                 };
@@ -338,6 +343,26 @@ fn lists_directories_with_continuation_and_forgets_entries() {
     assert_eq!(c.list("sub").unwrap()[0].name, "small.txt");
     assert_eq!(c.chan.live_lookups(), vec![]);
     assert!(c.chan.open.is_empty());
+}
+
+#[test]
+fn a_directory_that_never_ends_is_a_protocol_error() {
+    let mut c = client();
+    c.chan.faults.stuck_readdir = true;
+    assert!(matches!(c.list("/"), Err(FsError::Protocol(_))));
+    assert!(c.chan.open.is_empty(), "the directory handle is released");
+    assert_eq!(c.chan.live_lookups(), vec![]);
+}
+
+#[test]
+fn offsets_past_the_end_are_refused() {
+    let mut c = client();
+    let f = c.open("big.bin").unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        c.read_at(&f, u64::MAX - 4, &mut buf),
+        Err(FsError::InvalidArgument)
+    );
 }
 
 #[test]
