@@ -232,19 +232,27 @@ impl VmDevices {
     }
 
     /// Connects to guest `port` through vhost-device-vsock's Unix socket.
-    /// Retries until `timeout`, as the guest may not listen yet.
+    /// Retries while the guest refuses (not listening yet) until `timeout`.
+    ///
+    /// One attempt at a time, each waiting as long as the deadline allows:
+    /// vhost-device-vsock holds a CONNECT until the guest's driver is up,
+    /// and an attempt abandoned early would reach the guest later as a
+    /// stray connection.
     pub fn connect_vsock(&self, port: u32, timeout: Duration) -> io::Result<UnixStream> {
         let start = Instant::now();
         loop {
-            match try_connect(&self.vsock_uds(), port) {
+            let left = timeout
+                .saturating_sub(start.elapsed())
+                .max(Duration::from_millis(100));
+            match try_connect(&self.vsock_uds(), port, left) {
                 Ok(s) => return Ok(s),
-                Err(e) if start.elapsed() > timeout => {
+                Err(e) if start.elapsed() >= timeout => {
                     return Err(io::Error::new(
                         e.kind(),
                         format!("vsock connect to port {port}: {e}"),
                     ))
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
     }
@@ -257,9 +265,9 @@ impl VmDevices {
 }
 
 /// vhost-device-vsock host protocol: `CONNECT <port>\n` → `OK <host port>\n`.
-fn try_connect(uds: &Path, port: u32) -> io::Result<UnixStream> {
+fn try_connect(uds: &Path, port: u32, wait: Duration) -> io::Result<UnixStream> {
     let mut s = UnixStream::connect(uds)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(wait))?;
     s.write_all(format!("CONNECT {port}\n").as_bytes())?;
     // Read the reply byte by byte: payload may follow right after it.
     let mut line = Vec::new();

@@ -173,7 +173,14 @@ fn vsock_echoes_1b_64k_1m_on_two_connections_and_survives_a_dropped_one() {
         let m = m.as_str();
         let share = Share::new(&format!("vs-{m}"));
         let devices = start_devices(bus, &share.0);
-        let cfg = config(machine, &devices, "test=vsock-echo echo_port=5000 conns=3");
+        // On q35 the guest also waits 5 s before its driver starts, so the
+        // host connects long before anyone listens.
+        let delay = if m == "q35" { " delay_ms=5000" } else { "" };
+        let cfg = config(
+            machine,
+            &devices,
+            &format!("test=vsock-echo echo_port=5000 conns=3{delay}"),
+        );
         let vm = std::thread::spawn(move || run_captured(&cfg, &mut []).unwrap());
         let uds = devices.vsock_uds();
         std::thread::scope(|scope| {

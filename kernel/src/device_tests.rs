@@ -7,6 +7,7 @@
 //! - `vsock-echo`: listens on `echo_port=` (default 5000) and echoes u32
 //!   big-endian length-prefixed frames (at most 1 MiB) on every connection
 //!   until `conns=` (default 2) connections have ended.
+//! - `delay_ms=N` (any test): wait N ms before bringing the devices up.
 //! - `fs-errors`: bad paths, missing files, short reads, and a file the host
 //!   truncates and removes while it is open (the host is told over vsock).
 
@@ -18,6 +19,18 @@ use drivers::fuse::FsError;
 use drivers::vsock::{frame, ConnId, VsockError, VsockServer};
 
 pub fn run(info: &BootInfo, name: &str) -> u8 {
+    // `delay_ms=` holds device bring-up back: the host side must cope with a
+    // guest that is slow to come up (connections made before it listens).
+    if let Some(ms) = info
+        .cmdline()
+        .get("delay_ms")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let until = arch::time::now_ns() + ms * 1_000_000;
+        while arch::time::now_ns() < until {
+            devices::idle();
+        }
+    }
     let devices = devices::init(info);
     let result = match name {
         "fs-checksum" => fs_checksum(devices, info),
