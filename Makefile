@@ -110,4 +110,4 @@ bench-boot-arm: build-arm runner
 # when the aarch64 port is there, virt; one virtiofsd + vhost-device-vsock per VM.
 .PHONY: test-devices
 test-devices: build-x86 $(if $(wildcard arch/src/aarch64),build-arm,)
-	$(CARGO) test --release -p ci --features vm --test devices -- --test-threads=1
+	$(CARGO) test --release -p ci --features vm --lib --test devices -- --test-threads=1

@@ -232,12 +232,11 @@ impl VmDevices {
     }
 
     /// Connects to guest `port` through vhost-device-vsock's Unix socket.
-    /// Retries while the guest refuses (not listening yet) until `timeout`.
-    ///
-    /// One attempt at a time, each waiting as long as the deadline allows:
-    /// vhost-device-vsock holds a CONNECT until the guest's driver is up,
-    /// and an attempt abandoned early would reach the guest later as a
-    /// stray connection.
+    /// Retries while the guest refuses (not listening yet) or does not
+    /// answer within 3 s (its driver is not up: vhost-device-vsock may hold
+    /// or lose the request), until `timeout`. An abandoned attempt can still
+    /// reach the guest later as a connection that closes without data; the
+    /// guest side must ignore those.
     pub fn connect_vsock(&self, port: u32, timeout: Duration) -> io::Result<UnixStream> {
         let start = Instant::now();
         loop {

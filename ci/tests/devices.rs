@@ -182,36 +182,42 @@ fn vsock_echoes_1b_64k_1m_on_two_connections_and_survives_a_dropped_one() {
             &format!("test=vsock-echo echo_port=5000 conns=3{delay}"),
         );
         let vm = std::thread::spawn(move || run_captured(&cfg, &mut []).unwrap());
-        let uds = devices.vsock_uds();
-        std::thread::scope(|scope| {
-            let clients: Vec<_> = (0..2u64)
-                .map(|k| {
-                    let devices = &devices;
-                    scope.spawn(move || {
-                        let mut s = devices
-                            .connect_vsock(5000, Duration::from_secs(60))
-                            .unwrap();
-                        for (i, size) in [1usize, 64 << 10, 1 << 20].into_iter().enumerate() {
-                            let msg = pseudo_random(size, k * 10 + i as u64 + 1);
-                            write_frame(&mut s, &msg);
-                            let back = read_frame(&mut s);
-                            assert!(back == msg, "connection {k}: {size}-byte echo differs");
-                        }
-                    })
-                })
-                .collect();
-            for c in clients {
-                c.join().unwrap();
+        let started = std::time::Instant::now();
+        let echo = |k: u64| -> Result<(), String> {
+            let mut s = devices
+                .connect_vsock(5000, Duration::from_secs(60))
+                .map_err(|e| format!("connection {k}: {e}"))?;
+            for (i, size) in [1usize, 64 << 10, 1 << 20].into_iter().enumerate() {
+                let msg = pseudo_random(size, k * 10 + i as u64 + 1);
+                write_frame(&mut s, &msg);
+                if read_frame(&mut s) != msg {
+                    return Err(format!("connection {k}: {size}-byte echo differs"));
+                }
             }
+            Ok(())
+        };
+        let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
+            let clients: Vec<_> = (0..2u64).map(|k| scope.spawn(move || echo(k))).collect();
+            clients.into_iter().map(|c| c.join().unwrap()).collect()
         });
         // A third connection sends half a frame and hangs up.
-        let mut s = devices
+        let dropped = devices
             .connect_vsock(5000, Duration::from_secs(10))
-            .unwrap();
-        s.write_all(&(1000u32).to_be_bytes()).unwrap();
-        s.write_all(&[7u8; 300]).unwrap();
-        drop(s);
+            .map(|mut s| {
+                s.write_all(&(1000u32).to_be_bytes()).unwrap();
+                s.write_all(&[7u8; 300]).unwrap();
+            });
+        let host_side = format!(
+            "{results:?}, dropped: {dropped:?}, after {:?}",
+            started.elapsed()
+        );
         let r = vm.join().unwrap();
+        assert!(
+            results.iter().all(Result::is_ok) && dropped.is_ok(),
+            "host side on {m}: {host_side}\n{}\n{}",
+            r.describe(),
+            devices.logs()
+        );
         assert_pass(m, &r, "vsock-echo", &devices);
         assert_eq!(
             r.serial.matches("ended after 3 frames").count(),
@@ -225,7 +231,6 @@ fn vsock_echoes_1b_64k_1m_on_two_connections_and_survives_a_dropped_one() {
             "dropped connection not reported\n{}",
             r.describe()
         );
-        let _ = uds;
     }
 }
 

@@ -41,7 +41,10 @@ static DMA: DmaOps = DmaOps {
     free_pages: dma_free,
 };
 
+/// Called between empty device polls: lets other cooperative tasks run
+/// (a no-op in the boot context), then pauses the CPU briefly.
 pub fn idle() {
+    crate::task::yield_now();
     core::hint::spin_loop();
 }
 

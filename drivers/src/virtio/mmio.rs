@@ -88,14 +88,16 @@ impl MmioTransport {
         if magic != MAGIC_VALUE {
             return Err(MmioProbeError::BadMagic(magic));
         }
+        // An empty slot first: QEMU's unused slots also report version 1
+        // on virt, and they are not an error.
+        let device_id = regs.read32(DEVICE_ID);
+        if device_id == 0 {
+            return Err(MmioProbeError::Empty);
+        }
         match regs.read32(VERSION) {
             1 => return Err(MmioProbeError::Legacy),
             2 => {}
             v => return Err(MmioProbeError::UnknownVersion(v)),
-        }
-        let device_id = regs.read32(DEVICE_ID);
-        if device_id == 0 {
-            return Err(MmioProbeError::Empty);
         }
         Ok(Self { regs, device_id })
     }
@@ -263,6 +265,8 @@ mod tests {
     fn empty_slot_and_garbage_are_told_apart() {
         let mut mem = slot(2, 0);
         assert_eq!(probe(&mut mem).unwrap_err(), MmioProbeError::Empty);
+        let mut mem = slot(1, 0);
+        assert_eq!(probe(&mut mem).unwrap_err(), MmioProbeError::Empty, "empty legacy slot");
         let mut mem = slot(2, 19);
         mem[0] = 0xffff_ffff;
         assert_eq!(
