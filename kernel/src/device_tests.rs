@@ -146,6 +146,9 @@ fn vsock_echo(devices: Devices, info: &BootInfo) -> TestResult {
         .and_then(|p| p.parse().ok())
         .unwrap_or(2);
     let mut server = VsockServer::new(driver, port, devices::vsock_clock());
+    if let Some(k) = devices.vsock_kicker {
+        server = server.with_kicker(k);
+    }
     log::info!(
         "vsock-echo: listening on cid {} port {port}",
         server.guest_cid()
@@ -280,6 +283,9 @@ fn fs_errors(devices: Devices, _info: &BootInfo) -> TestResult {
     // truncates and deletes it, then read.
     let driver = devices.vsock.ok_or("no vsock device")?;
     let mut server = VsockServer::new(driver, 5001, devices::vsock_clock());
+    if let Some(k) = devices.vsock_kicker {
+        server = server.with_kicker(k);
+    }
     let file = fs
         .open("vanish.bin")
         .map_err(|e| alloc::format!("open vanish.bin: {e}"))?;
