@@ -271,6 +271,7 @@ pub fn init(info: &BootInfo) -> Devices {
     let mut devices = Devices {
         fs: None,
         vsock: None,
+        vsock_kicker: None,
     };
     for mut t in discover(info) {
         match t.device_id() {
