@@ -111,6 +111,12 @@ fn spawn(name: &'static str, args: &[String], log: &Path) -> io::Result<ChildGua
     let log = std::fs::File::create(log)?;
     let child = Command::new(find_program(name))
         .args(args)
+        // Warnings and errors into the per-VM log (shown when a test fails);
+        // MK_DAEMON_LOG=debug for more.
+        .env(
+            "RUST_LOG",
+            std::env::var("MK_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

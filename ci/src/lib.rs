@@ -11,6 +11,7 @@
 //! - [`floatcheck`]: objdump proof that x86 float code uses SSE, not soft-float.
 //! - [`daemons`]: one virtiofsd + vhost-device-vsock per VM, their QEMU
 //!   arguments, the vsock host client, cleanup on drop.
+//! - [`live_vm`]: a VM whose serial can be watched while it runs.
 //! - [`symbolize`]: function and line for each address of a fault report.
 
 pub mod build;
@@ -18,6 +19,7 @@ pub mod daemon;
 pub mod daemons;
 pub mod exit;
 pub mod floatcheck;
+pub mod live_vm;
 pub mod qemu;
 pub mod run;
 pub mod symbolize;

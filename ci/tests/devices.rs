@@ -12,6 +12,7 @@
 use ci::build::kernel_image;
 use ci::daemons::{DeviceBus, DeviceOptions, VmDevices};
 use ci::exit::KernelExit;
+use ci::live_vm::LiveVm;
 use ci::{run_captured, Machine, VmConfig, VmOutcome};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -181,7 +182,9 @@ fn vsock_echoes_1b_64k_1m_on_two_connections_and_survives_a_dropped_one() {
             &devices,
             &format!("test=vsock-echo echo_port=5000 conns=3{delay}"),
         );
-        let vm = std::thread::spawn(move || run_captured(&cfg, &mut []).unwrap());
+        let mut vm = LiveVm::start(&cfg).unwrap();
+        // Connect only once the guest listens (see ci::live_vm).
+        let listening = vm.wait_for("vsock-echo: listening", Duration::from_secs(60));
         let started = std::time::Instant::now();
         let echo = |k: u64| -> Result<(), String> {
             let mut s = devices
@@ -208,10 +211,10 @@ fn vsock_echoes_1b_64k_1m_on_two_connections_and_survives_a_dropped_one() {
                 s.write_all(&[7u8; 300]).unwrap();
             });
         let host_side = format!(
-            "{results:?}, dropped: {dropped:?}, after {:?}",
+            "listening seen: {listening}, {results:?}, dropped: {dropped:?}, after {:?}",
             started.elapsed()
         );
-        let r = vm.join().unwrap();
+        let r = vm.finish().unwrap();
         assert!(
             results.iter().all(Result::is_ok) && dropped.is_ok(),
             "host side on {m}: {host_side}\n{}\n{}",
@@ -243,7 +246,12 @@ fn bad_paths_short_reads_and_a_vanishing_file_are_errors() {
         std::fs::write(&vanish, pseudo_random(300_000, 5)).unwrap();
         let devices = start_devices(bus, &share.0);
         let cfg = config(machine, &devices, "test=fs-errors");
-        let vm = std::thread::spawn(move || run_captured(&cfg, &mut []).unwrap());
+        let mut vm = LiveVm::start(&cfg).unwrap();
+        assert!(
+            vm.wait_for("waiting for the host", Duration::from_secs(60)),
+            "{}",
+            vm.serial()
+        );
         let mut s = devices
             .connect_vsock(5001, Duration::from_secs(60))
             .unwrap();
@@ -256,7 +264,7 @@ fn bad_paths_short_reads_and_a_vanishing_file_are_errors() {
             .unwrap();
         std::fs::remove_file(&vanish).unwrap();
         write_frame(&mut s, b"gone");
-        let r = vm.join().unwrap();
+        let r = vm.finish().unwrap();
         assert_pass(m, &r, "fs-errors", &devices);
         for line in [
             "open missing: no such file or directory",
