@@ -49,13 +49,14 @@ X86_MACHINE := $(if $(MACHINE),$(MACHINE),q35)
 X86_TARGET_JSON := $(CURDIR)/arch/targets/x86_64-microkernelia.json
 X86_KERNEL := kernel/target/x86_64-microkernelia/release/kernel
 
-.PHONY: build-x86 run-x86 test-boot-x86 check-float-x86 bench-boot-x86
+.PHONY: build-x86 run-x86 test-boot-x86 check-float-x86 bench-boot-x86 clippy-x86
 build-x86: setup
 	$(KERNEL_CARGO) --target $(X86_TARGET_JSON) $(BUILD_STD) -Zjson-target-spec
 
+# GDB=1: QEMU waits for `gdb <kernel> -ex 'target remote :1234'`.
 run-x86: build-x86 runner
 	$(RUNNER) run --interactive --machine $(X86_MACHINE) --accel $(ACCEL) \
-		--kernel $(X86_KERNEL) $(if $(APPEND),--append "$(APPEND)")
+		--kernel $(X86_KERNEL) $(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
 
 # Float code must be SSE, not soft-float calls (objdump/nm proof).
 check-float-x86: build-x86 runner
@@ -66,6 +67,13 @@ check-float-x86: build-x86 runner
 test-boot-x86: build-x86 check-float-x86
 	MK_KERNEL_X86=$(CURDIR)/$(X86_KERNEL) timeout $(BOOT_TEST_TIMEOUT) \
 		$(CARGO) test --release -p ci --features vm --test boot_x86 -- --test-threads=2
+
+# Lints the bare-metal code (arch/src/x86_64, kernel) that `make clippy` cannot see.
+clippy-x86: setup
+	cd kernel && RUSTC_BOOTSTRAP=1 $(CARGO) clippy --release --target $(X86_TARGET_JSON) \
+		$(BUILD_STD) -Zjson-target-spec -- -D warnings
+	RUSTC_BOOTSTRAP=1 $(CARGO) clippy -p arch --release --target $(X86_TARGET_JSON) \
+		$(BUILD_STD) -Zjson-target-spec -- -D warnings
 
 bench-boot-x86: build-x86 runner
 	$(RUNNER) boot-time --machine q35 --machine microvm --kernel $(X86_KERNEL) --runs 11

@@ -3,7 +3,8 @@
 //! ```text
 //! mk-run run [--machine q35|microvm|virt] [--accel tcg|kvm] [--kernel PATH]
 //!            [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS]
-//!            [--interactive] [-- EXTRA QEMU ARGS...]
+//!            [--interactive] [--shared-memory] [--machine-opt OPT]... [--gdb]
+//!            [-- EXTRA QEMU ARGS...]
 //! mk-run boot-time [--machine M]... [--runs N] [--kernel PATH]
 //! mk-run check-float KERNEL_ELF
 //! ```
@@ -20,7 +21,8 @@ use std::time::Duration;
 fn usage() -> ExitCode {
     eprintln!(
         "usage: mk-run run [--machine q35|microvm|virt] [--accel tcg|kvm] [--kernel PATH] \
-         [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS] [--interactive] [-- QEMU ARGS]\n\
+         [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS] [--interactive] \
+         [--shared-memory] [--machine-opt OPT]... [--gdb] [-- QEMU ARGS]\n\
          \x20      mk-run boot-time [--machine M]... [--runs N] [--kernel PATH]\n\
          \x20      mk-run check-float KERNEL_ELF"
     );
@@ -36,6 +38,9 @@ struct Opts {
     memory: u32,
     timeout: u64,
     interactive: bool,
+    shared_memory: bool,
+    machine_opts: Vec<String>,
+    gdb: bool,
     runs: usize,
     extra: Vec<String>,
 }
@@ -50,6 +55,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         memory: 256,
         timeout: 60,
         interactive: false,
+        shared_memory: false,
+        machine_opts: vec![],
+        gdb: false,
         runs: 5,
         extra: vec![],
     };
@@ -73,6 +81,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--timeout" => o.timeout = val("--timeout")?.parse().map_err(|_| "bad --timeout")?,
             "--runs" => o.runs = val("--runs")?.parse().map_err(|_| "bad --runs")?,
             "--interactive" => o.interactive = true,
+            "--shared-memory" => o.shared_memory = true,
+            "--gdb" => o.gdb = true,
+            "--machine-opt" => o.machine_opts.push(val("--machine-opt")?),
             "--" => {
                 o.extra = it.by_ref().cloned().collect();
             }
@@ -97,6 +108,12 @@ fn config(o: &Opts, m: Machine) -> Result<VmConfig, String> {
     c.cpu = o.cpu.clone();
     c.memory_mib = o.memory;
     c.extra_args = o.extra.clone();
+    c.shared_memory = o.shared_memory;
+    c.machine_opts = o.machine_opts.clone();
+    if o.gdb {
+        // gdbstub on tcp::1234, CPU halted until the debugger continues.
+        c.extra_args.extend(["-s".to_string(), "-S".to_string()]);
+    }
     Ok(c)
 }
 
