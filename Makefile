@@ -90,7 +90,7 @@ ARM_IMAGE := kernel/target/$(ARM_TARGET)/release/Image
 ARM_CPU := $(if $(CPU),$(CPU),max)
 ARM_OBJCOPY = $(shell rustc --print sysroot)/lib/rustlib/$(shell rustc -vV | sed -n 's/^host: //p')/bin/llvm-objcopy
 
-.PHONY: build-arm run-arm test-boot-arm bench-boot-arm check-accel-arm
+.PHONY: build-arm run-arm test-boot-arm bench-boot-arm check-accel-arm clippy-arm
 build-arm: setup
 	cd kernel && RUSTFLAGS="-C force-frame-pointers=yes" $(CARGO) build --release --target $(ARM_TARGET)
 	$(ARM_OBJCOPY) -O binary $(ARM_ELF) $(ARM_IMAGE)
@@ -100,14 +100,20 @@ check-accel-arm:
 	@if [ "$(ACCEL)" = kvm ] && [ "$$(uname -m)" != aarch64 ]; then \
 		echo "ACCEL=kvm needs an aarch64 host (this is $$(uname -m)); use ACCEL=tcg" >&2; exit 2; fi
 
+# GDB=1: QEMU waits for `gdb-multiarch $(ARM_ELF) -ex 'target remote :1234'`.
 run-arm: check-accel-arm build-arm runner
 	$(RUNNER) run --interactive --machine virt --accel $(ACCEL) --cpu $(ARM_CPU) \
-		--kernel $(ARM_IMAGE) $(if $(APPEND),--append "$(APPEND)")
+		--kernel $(ARM_IMAGE) $(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
 
 # Boots virt with -cpu max and cortex-a72: self-tests, each fault in its own boot.
 test-boot-arm: build-arm
-	MK_KERNEL_ARM=$(CURDIR)/$(ARM_IMAGE) $(CARGO) test --release -p ci --features vm \
-		--test boot_arm -- --test-threads=2
+	MK_KERNEL_ARM=$(CURDIR)/$(ARM_IMAGE) timeout $(BOOT_TEST_TIMEOUT) \
+		$(CARGO) test --release -p ci --features vm --test boot_arm -- --test-threads=2
+
+# Lints the bare-metal aarch64 code (arch/src/aarch64, kernel).
+clippy-arm: setup
+	cd kernel && RUSTFLAGS="-C force-frame-pointers=yes" $(CARGO) clippy --release \
+		--target $(ARM_TARGET) -- -D warnings
 
 bench-boot-arm: build-arm runner
 	$(RUNNER) boot-time --machine virt --kernel $(ARM_IMAGE) --runs 11

@@ -53,6 +53,7 @@
 pub mod bootinfo;
 pub mod cmdline;
 pub mod cpu_features;
+pub mod esr;
 pub mod fdt;
 pub mod fdt_bootinfo;
 pub mod frame_alloc;
@@ -61,6 +62,7 @@ pub mod log_ring;
 pub mod pvh;
 pub mod spin;
 pub mod stack;
+pub mod vmsa;
 pub mod x86_fault;
 
 pub use bootinfo::BootInfo;

@@ -81,12 +81,24 @@ fn shorten(loc: &str) -> &str {
     }
 }
 
-/// Annotate backtrace lines in `serial` with symbols from `elf`.
-pub fn annotate(serial: &str, elf: &Path) -> String {
-    let addrs = addresses(serial);
-    if addrs.is_empty() || !is_elf(elf) {
-        return serial.to_string();
+/// The ELF with the symbols for a booted image: the image itself, or for a
+/// raw aarch64 `Image` the `kernel` ELF it was objcopied from (same directory).
+fn symbol_file(image: &Path) -> Option<std::path::PathBuf> {
+    if is_elf(image) {
+        return Some(image.to_path_buf());
     }
+    let elf = image.with_file_name("kernel");
+    is_elf(&elf).then_some(elf)
+}
+
+/// Annotate backtrace lines in `serial` with symbols from `image` (an ELF, or
+/// a raw Image next to its ELF).
+pub fn annotate(serial: &str, image: &Path) -> String {
+    let addrs = addresses(serial);
+    let Some(elf) = symbol_file(image).filter(|_| !addrs.is_empty()) else {
+        return serial.to_string();
+    };
+    let elf = elf.as_path();
     // A return address points after the call: look up the call itself.
     let query: Vec<u64> = addrs
         .iter()
