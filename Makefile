@@ -58,11 +58,12 @@ X86_KERNEL := kernel/target/x86_64-microkernelia/release/kernel
 build-x86: setup
 	$(KERNEL_CARGO) --target $(X86_TARGET_JSON) $(BUILD_STD) -Zjson-target-spec
 
+# GDB=1: QEMU waits for `gdb <kernel> -ex 'target remote :1234'`.
 # Serves MODEL (in build/share, made by `make models`) over MCP on vsock port 5000.
 run-x86: build-x86 runner mcp-cli share-model
 	$(RUNNER) run --interactive --machine $(X86_MACHINE) --accel $(ACCEL) \
 		--kernel $(X86_KERNEL) $(SERVE_ARGS) --run-dir build/run/$(X86_MACHINE) \
-		$(if $(APPEND),--append "$(APPEND)")
+		$(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
 
 # Float code must be SSE, not soft-float calls (objdump/nm proof).
 check-float-x86: build-x86 runner
@@ -106,10 +107,11 @@ check-accel-arm:
 	@if [ "$(ACCEL)" = kvm ] && [ "$$(uname -m)" != aarch64 ]; then \
 		echo "ACCEL=kvm needs an aarch64 host (this is $$(uname -m)); use ACCEL=tcg" >&2; exit 2; fi
 
+# GDB=1: QEMU waits for `gdb-multiarch $(ARM_ELF) -ex 'target remote :1234'`.
 run-arm: check-accel-arm build-arm runner mcp-cli share-model
 	$(RUNNER) run --interactive --machine virt --accel $(ACCEL) --cpu $(ARM_CPU) \
 		--kernel $(ARM_IMAGE) $(SERVE_ARGS) --run-dir build/run/virt \
-		$(if $(APPEND),--append "$(APPEND)")
+		$(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
 
 # Boots virt with -cpu max and cortex-a72: self-tests, each fault in its own boot.
 test-boot-arm: build-arm
@@ -146,7 +148,7 @@ bench-host:
 # when the aarch64 port is there, virt; one virtiofsd + vhost-device-vsock per VM.
 .PHONY: test-devices
 test-devices: build-x86 $(if $(wildcard arch/src/aarch64),build-arm,)
-	$(CARGO) test --release -p ci --features vm --test devices -- --test-threads=1
+	$(CARGO) test --release -p ci --features vm --lib --test devices -- --test-threads=1
 
 # ---------------------------------------------------------------- models ----
 # Model files (docs/MODEL_FORMAT.md): stories260K from the committed llama2.c files,

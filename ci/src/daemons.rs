@@ -115,6 +115,12 @@ fn spawn(name: &'static str, args: &[String], log: &Path) -> io::Result<ChildGua
     let log = std::fs::File::create(log)?;
     let child = crate::orphan::die_with_parent(&mut Command::new(find_program(name)))
         .args(args)
+        // Warnings and errors into the per-VM log (shown when a test fails);
+        // MK_DAEMON_LOG=debug for more.
+        .env(
+            "RUST_LOG",
+            std::env::var("MK_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -238,19 +244,26 @@ impl VmDevices {
     }
 
     /// Connects to guest `port` through vhost-device-vsock's Unix socket.
-    /// Retries until `timeout`, as the guest may not listen yet.
+    /// Retries while the guest refuses (not listening yet) or does not
+    /// answer within 3 s (its driver is not up: vhost-device-vsock may hold
+    /// or lose the request), until `timeout`. An abandoned attempt can still
+    /// reach the guest later as a connection that closes without data; the
+    /// guest side must ignore those.
     pub fn connect_vsock(&self, port: u32, timeout: Duration) -> io::Result<UnixStream> {
         let start = Instant::now();
         loop {
-            match try_connect(&self.vsock_uds(), port) {
+            let left = timeout
+                .saturating_sub(start.elapsed())
+                .max(Duration::from_millis(100));
+            match try_connect(&self.vsock_uds(), port, left) {
                 Ok(s) => return Ok(s),
-                Err(e) if start.elapsed() > timeout => {
+                Err(e) if start.elapsed() >= timeout => {
                     return Err(io::Error::new(
                         e.kind(),
                         format!("vsock connect to port {port}: {e}"),
                     ))
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
     }
@@ -263,9 +276,9 @@ impl VmDevices {
 }
 
 /// vhost-device-vsock host protocol: `CONNECT <port>\n` → `OK <host port>\n`.
-fn try_connect(uds: &Path, port: u32) -> io::Result<UnixStream> {
+fn try_connect(uds: &Path, port: u32, wait: Duration) -> io::Result<UnixStream> {
     let mut s = UnixStream::connect(uds)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(wait))?;
     s.write_all(format!("CONNECT {port}\n").as_bytes())?;
     // Read the reply byte by byte: payload may follow right after it.
     let mut line = Vec::new();

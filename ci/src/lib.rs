@@ -12,12 +12,14 @@
 //! - [`mcp_vm`]: a VM serving MCP in the background (daemons, ready line, vsock
 //!   connection), for `mk-run run --share`, `mcp-cli bridge --boot`, tests, benchmarks.
 //! - [`orphan`]: children that die with the runner even when it is killed.
+//! - [`live_vm`]: a VM whose serial can be watched while it runs.
 //! - [`symbolize`]: function and line for each address of a fault report.
 
 pub mod build;
 pub mod daemons;
 pub mod exit;
 pub mod floatcheck;
+pub mod live_vm;
 pub mod mcp_vm;
 pub mod orphan;
 pub mod qemu;

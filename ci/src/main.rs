@@ -3,7 +3,8 @@
 //! ```text
 //! mk-run run [--machine q35|microvm|virt] [--accel tcg|kvm] [--kernel PATH]
 //!            [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS]
-//!            [--interactive] [--share DIR [--model PATH] [--port N] [--run-dir DIR]]
+//!            [--interactive] [--shared-memory] [--machine-opt OPT]... [--gdb]
+//!            [--share DIR [--model PATH] [--port N] [--run-dir DIR]]
 //!            [-- EXTRA QEMU ARGS...]
 //! mk-run boot-time [--machine M]... [--runs N] [--kernel PATH]
 //! mk-run check-float KERNEL_ELF
@@ -28,6 +29,7 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: mk-run run [--machine q35|microvm|virt] [--accel tcg|kvm] [--kernel PATH] \
          [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS] [--interactive] \
+         [--shared-memory] [--machine-opt OPT]... [--gdb] \
          [--share DIR [--model PATH] [--port N] [--run-dir DIR]] [-- QEMU ARGS]\n\
          \x20      mk-run boot-time [--machine M]... [--runs N] [--kernel PATH]\n\
          \x20      mk-run check-float KERNEL_ELF"
@@ -48,6 +50,9 @@ struct Opts {
     port: u32,
     run_dir: Option<PathBuf>,
     interactive: bool,
+    shared_memory: bool,
+    machine_opts: Vec<String>,
+    gdb: bool,
     runs: usize,
     extra: Vec<String>,
 }
@@ -66,6 +71,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         port: ci::mcp_vm::DEFAULT_PORT,
         run_dir: None,
         interactive: false,
+        shared_memory: false,
+        machine_opts: vec![],
+        gdb: false,
         runs: 5,
         extra: vec![],
     };
@@ -93,6 +101,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--timeout" => o.timeout = val("--timeout")?.parse().map_err(|_| "bad --timeout")?,
             "--runs" => o.runs = val("--runs")?.parse().map_err(|_| "bad --runs")?,
             "--interactive" => o.interactive = true,
+            "--shared-memory" => o.shared_memory = true,
+            "--gdb" => o.gdb = true,
+            "--machine-opt" => o.machine_opts.push(val("--machine-opt")?),
             "--" => {
                 o.extra = it.by_ref().cloned().collect();
             }
@@ -117,6 +128,12 @@ fn config(o: &Opts, m: Machine) -> Result<VmConfig, String> {
     c.cpu = o.cpu.clone();
     c.memory_mib = o.memory.unwrap_or(256);
     c.extra_args = o.extra.clone();
+    c.shared_memory = o.shared_memory;
+    c.machine_opts = o.machine_opts.clone();
+    if o.gdb {
+        // gdbstub on tcp::1234, CPU halted until the debugger continues.
+        c.extra_args.extend(["-s".to_string(), "-S".to_string()]);
+    }
     Ok(c)
 }
 
@@ -154,6 +171,10 @@ fn cmd_run_served(o: &Opts) -> Result<ExitCode, String> {
     let mut c = spec.vm_config(&devices);
     c.timeout = Duration::from_secs(o.timeout);
     c.extra_args.extend(o.extra.iter().cloned());
+    c.machine_opts = o.machine_opts.clone();
+    if o.gdb {
+        c.extra_args.extend(["-s".to_string(), "-S".to_string()]);
+    }
     let uds = devices.vsock_uds();
     let arch = match m.arch() {
         ci::Arch::X86_64 => "x86_64",

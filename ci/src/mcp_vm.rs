@@ -5,14 +5,12 @@
 //! Used by `mk-run serve`, `mcp-cli bridge --boot`, the end-to-end tests and `make bench`.
 
 use crate::daemons::{DeviceBus, DeviceOptions, VmDevices};
+use crate::live_vm::LiveVm;
 use crate::qemu::{Accel, Arch, Machine, VmConfig};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The line the kernel prints once MCP is served (kernel/src/serve.rs).
 pub const READY: &str = "mcp ready: ";
@@ -132,28 +130,11 @@ impl McpVmSpec {
 }
 
 pub struct McpVm {
-    // Dropped in this order: QEMU first (Drop below), then the daemons.
-    qemu: Child,
-    serial: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<thread::JoinHandle<()>>,
+    // Dropped in this order: QEMU first, then the daemons.
+    vm: LiveVm,
     devices: VmDevices,
     pub port: u32,
     pub machine: Machine,
-}
-
-fn spawn_reader(
-    mut from: impl Read + Send + 'static,
-    into: Arc<Mutex<Vec<u8>>>,
-) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            into.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    })
 }
 
 impl McpVm {
@@ -180,61 +161,39 @@ impl McpVm {
             }
         }
         let devices = VmDevices::start(spec.device_options())?;
-        let cfg = spec.vm_config(&devices);
-        let bin = cfg.machine.arch().qemu_binary();
-        let mut qemu = crate::orphan::die_with_parent(&mut Command::new(bin))
-            .args(cfg.qemu_args("stdio"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {bin}: {e}")))?;
-        let serial = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            spawn_reader(qemu.stdout.take().expect("piped"), serial.clone()),
-            spawn_reader(qemu.stderr.take().expect("piped"), serial.clone()),
-        ];
+        let mut cfg = spec.vm_config(&devices);
+        // Served VMs run until dropped.
+        cfg.timeout = Duration::from_secs(u32::MAX as u64);
+        let vm = LiveVm::start(&cfg)?;
         Ok(McpVm {
-            qemu,
-            serial,
-            readers,
+            vm,
             devices,
             port: spec.port,
             machine: spec.machine,
         })
     }
 
-    /// Serial console (and QEMU's stderr) so far, `\r` removed.
+    /// Serial console so far, `\r` removed.
     pub fn serial(&self) -> String {
-        String::from_utf8_lossy(&self.serial.lock().unwrap()).replace('\r', "")
+        self.vm.serial()
     }
 
     /// Waits until a serial line contains `needle`; returns that line. Fails when QEMU
-    /// exits or `timeout` passes, with the console in the message.
+    /// exits or `timeout` passes, with the console and daemon logs in the message.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
-        let start = Instant::now();
-        loop {
-            let serial = self.serial();
-            if let Some(line) = serial.lines().find(|l| l.contains(needle)) {
-                return Ok(line.to_string());
-            }
-            if let Ok(Some(st)) = self.qemu.try_wait() {
-                return Err(format!(
-                    "QEMU exited ({st}) before {needle:?}\n--- serial ---\n{serial}\n{}",
-                    self.devices.logs()
-                ));
-            }
-            if start.elapsed() > timeout {
-                return Err(format!(
-                    "no {needle:?} within {timeout:?}\n--- serial ---\n{serial}\n{}",
-                    self.devices.logs()
-                ));
-            }
-            thread::sleep(Duration::from_millis(20));
+        let seen = self.vm.wait_for(needle, timeout);
+        let serial = self.serial();
+        match serial.lines().find(|l| l.contains(needle)) {
+            Some(line) if seen => Ok(line.to_string()),
+            _ => Err(format!(
+                "no {needle:?} within {timeout:?} (or QEMU exited)\n--- serial ---\n{serial}\n{}",
+                self.devices.logs()
+            )),
         }
     }
 
-    /// Waits for the ready line; returns the kernel's boot-to-ready time in µs.
+    /// Waits for the ready line; returns the kernel's boot-to-ready time in µs. Connect
+    /// only after it (see `ci::live_vm` for why).
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<u64, String> {
         let line = self.wait_for(READY, timeout)?;
         Ok(parse_ready_us(&line).unwrap_or(0))
@@ -255,23 +214,8 @@ impl McpVm {
         self.devices.dir()
     }
 
-    /// Whether QEMU still runs.
-    pub fn running(&mut self) -> bool {
-        matches!(self.qemu.try_wait(), Ok(None))
-    }
-
     /// Stops QEMU and the daemons (also done on drop).
     pub fn shutdown(self) {}
-}
-
-impl Drop for McpVm {
-    fn drop(&mut self) {
-        let _ = self.qemu.kill();
-        let _ = self.qemu.wait();
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-    }
 }
 
 /// `... mcp ready: ...: 123456 us since first instruction` → 123456.

@@ -158,7 +158,7 @@ impl VmConfig {
             }
             Machine::Microvm => {}
             Machine::Virt => {
-                // The aarch64 kernel exits through semihosting (code as status).
+                // The aarch64 kernel exits through semihosting (status 0x81 + 2 * code).
                 push("-semihosting");
             }
         }

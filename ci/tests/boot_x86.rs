@@ -53,7 +53,7 @@ fn normal_boot_runs_all_selftests_and_exits_zero() {
         let r = boot(m, "");
         assert_exit(&r, SUCCESS);
         for t in [
-            "frames", "heap", "clock", "float", "simd", "log-ring", "tasks",
+            "frames", "heap", "clock", "float", "simd", "log-ring", "tasks", "paging", "idle",
         ] {
             assert!(
                 r.serial.contains(&format!("selftest {t}: ok")),
@@ -62,7 +62,7 @@ fn normal_boot_runs_all_selftests_and_exits_zero() {
             );
         }
         assert!(
-            r.serial.contains("selftests done: 8 ok, 0 failed"),
+            r.serial.contains("selftests done: 9 ok, 0 failed"),
             "{}",
             r.describe()
         );
@@ -84,6 +84,23 @@ fn normal_boot_runs_all_selftests_and_exits_zero() {
                 "unstamped line: {l}"
             );
         }
+    }
+}
+
+#[test]
+fn idle_sleeps_on_the_apic_timer() {
+    for m in MACHINES {
+        let r = boot(m, "selftest=idle");
+        assert_exit(&r, SUCCESS);
+        let line = r
+            .serial
+            .lines()
+            .find(|l| l.contains("idle: waited"))
+            .unwrap_or("");
+        assert!(
+            !line.contains(" 0 asleep") && !line.contains(" 0 timer interrupts"),
+            "{m:?}: {line}"
+        );
     }
 }
 
@@ -166,6 +183,14 @@ fn null_read_faults() {
 fn stack_overflow_hits_the_guard_page() {
     expect_page_fault(
         "stack-overflow",
+        "stack overflow: access to the guard page below a stack",
+    );
+}
+
+#[test]
+fn a_frame_larger_than_the_stack_cannot_jump_the_guard_page() {
+    expect_page_fault(
+        "big-frame",
         "stack overflow: access to the guard page below a stack",
     );
 }

@@ -12,6 +12,7 @@
 use ci::build::kernel_image;
 use ci::daemons::{DeviceBus, DeviceOptions, VmDevices};
 use ci::exit::KernelExit;
+use ci::live_vm::LiveVm;
 use ci::{run_captured, Machine, VmConfig, VmOutcome};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -173,38 +174,53 @@ fn vsock_echoes_1b_64k_1m_on_two_connections_and_survives_a_dropped_one() {
         let m = m.as_str();
         let share = Share::new(&format!("vs-{m}"));
         let devices = start_devices(bus, &share.0);
-        let cfg = config(machine, &devices, "test=vsock-echo echo_port=5000 conns=3");
-        let vm = std::thread::spawn(move || run_captured(&cfg).unwrap());
-        let uds = devices.vsock_uds();
-        std::thread::scope(|scope| {
-            let clients: Vec<_> = (0..2u64)
-                .map(|k| {
-                    let devices = &devices;
-                    scope.spawn(move || {
-                        let mut s = devices
-                            .connect_vsock(5000, Duration::from_secs(60))
-                            .unwrap();
-                        for (i, size) in [1usize, 64 << 10, 1 << 20].into_iter().enumerate() {
-                            let msg = pseudo_random(size, k * 10 + i as u64 + 1);
-                            write_frame(&mut s, &msg);
-                            let back = read_frame(&mut s);
-                            assert!(back == msg, "connection {k}: {size}-byte echo differs");
-                        }
-                    })
-                })
-                .collect();
-            for c in clients {
-                c.join().unwrap();
+        // On q35 the guest also waits 5 s before its driver starts, so the
+        // host connects long before anyone listens.
+        let delay = if m == "q35" { " delay_ms=5000" } else { "" };
+        let cfg = config(
+            machine,
+            &devices,
+            &format!("test=vsock-echo echo_port=5000 conns=3{delay}"),
+        );
+        let mut vm = LiveVm::start(&cfg).unwrap();
+        // Connect only once the guest listens (see ci::live_vm).
+        let listening = vm.wait_for("vsock-echo: listening", Duration::from_secs(60));
+        let started = std::time::Instant::now();
+        let echo = |k: u64| -> Result<(), String> {
+            let mut s = devices
+                .connect_vsock(5000, Duration::from_secs(60))
+                .map_err(|e| format!("connection {k}: {e}"))?;
+            for (i, size) in [1usize, 64 << 10, 1 << 20].into_iter().enumerate() {
+                let msg = pseudo_random(size, k * 10 + i as u64 + 1);
+                write_frame(&mut s, &msg);
+                if read_frame(&mut s) != msg {
+                    return Err(format!("connection {k}: {size}-byte echo differs"));
+                }
             }
+            Ok(())
+        };
+        let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
+            let clients: Vec<_> = (0..2u64).map(|k| scope.spawn(move || echo(k))).collect();
+            clients.into_iter().map(|c| c.join().unwrap()).collect()
         });
         // A third connection sends half a frame and hangs up.
-        let mut s = devices
+        let dropped = devices
             .connect_vsock(5000, Duration::from_secs(10))
-            .unwrap();
-        s.write_all(&(1000u32).to_be_bytes()).unwrap();
-        s.write_all(&[7u8; 300]).unwrap();
-        drop(s);
-        let r = vm.join().unwrap();
+            .map(|mut s| {
+                s.write_all(&(1000u32).to_be_bytes()).unwrap();
+                s.write_all(&[7u8; 300]).unwrap();
+            });
+        let host_side = format!(
+            "listening seen: {listening}, {results:?}, dropped: {dropped:?}, after {:?}",
+            started.elapsed()
+        );
+        let r = vm.finish().unwrap();
+        assert!(
+            results.iter().all(Result::is_ok) && dropped.is_ok(),
+            "host side on {m}: {host_side}\n{}\n{}",
+            r.describe(),
+            devices.logs()
+        );
         assert_pass(m, &r, "vsock-echo", &devices);
         assert_eq!(
             r.serial.matches("ended after 3 frames").count(),
@@ -218,7 +234,6 @@ fn vsock_echoes_1b_64k_1m_on_two_connections_and_survives_a_dropped_one() {
             "dropped connection not reported\n{}",
             r.describe()
         );
-        let _ = uds;
     }
 }
 
@@ -231,7 +246,12 @@ fn bad_paths_short_reads_and_a_vanishing_file_are_errors() {
         std::fs::write(&vanish, pseudo_random(300_000, 5)).unwrap();
         let devices = start_devices(bus, &share.0);
         let cfg = config(machine, &devices, "test=fs-errors");
-        let vm = std::thread::spawn(move || run_captured(&cfg).unwrap());
+        let mut vm = LiveVm::start(&cfg).unwrap();
+        assert!(
+            vm.wait_for("waiting for the host", Duration::from_secs(60)),
+            "{}",
+            vm.serial()
+        );
         let mut s = devices
             .connect_vsock(5001, Duration::from_secs(60))
             .unwrap();
@@ -244,7 +264,7 @@ fn bad_paths_short_reads_and_a_vanishing_file_are_errors() {
             .unwrap();
         std::fs::remove_file(&vanish).unwrap();
         write_frame(&mut s, b"gone");
-        let r = vm.join().unwrap();
+        let r = vm.finish().unwrap();
         assert_pass(m, &r, "fs-errors", &devices);
         for line in [
             "open missing: no such file or directory",

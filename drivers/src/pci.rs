@@ -404,7 +404,9 @@ impl BarAllocator {
         };
         for want in order {
             for (w, used) in self.windows.iter_mut().filter(|(w, _)| w.kind == *want) {
-                let start = (w.pci_addr + *used).next_multiple_of(size);
+                let Some(start) = (w.pci_addr + *used).checked_next_multiple_of(size) else {
+                    continue;
+                };
                 let end = start.checked_add(size)?;
                 if end > w.pci_addr + w.size {
                     continue;

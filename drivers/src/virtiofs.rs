@@ -32,6 +32,8 @@ pub const MAX_READ_CHUNK: u32 = 256 * 1024;
 /// READ size when the server does not announce max_pages (FUSE default 32 pages).
 const DEFAULT_MAX_READ: u32 = 32 * 4096;
 const DIR_READ_SIZE: u32 = 16 * 1024;
+/// A directory longer than this is treated as a server fault.
+const MAX_DIR_ENTRIES: usize = 1 << 20;
 
 /// An open file of the share.
 #[derive(Debug)]
@@ -262,6 +264,9 @@ impl<C: FuseChannel> FsClient<C> {
         if self.broken {
             return Err(FsError::Device("channel failed earlier"));
         }
+        if offset.checked_add(buf.len() as u64).is_none() {
+            return Err(FsError::InvalidArgument);
+        }
         let chunk = self.max_read as usize;
         let chunks = buf.len().div_ceil(chunk);
         // in_flight[tag] = (chunk index, unique)
@@ -396,6 +401,10 @@ impl<C: FuseChannel> FsClient<C> {
             };
             let entries = fuse::parse_dirents(&reply, plus)?;
             let Some(last) = entries.last() else { break };
+            // Offsets must move forward, or a broken server loops us forever.
+            if last.next_offset <= offset || out.len() > MAX_DIR_ENTRIES {
+                return Err(FsError::Protocol("directory offsets do not advance"));
+            }
             offset = last.next_offset;
             for DirEntry {
                 name, kind, entry, ..

@@ -19,6 +19,7 @@
 //! none on microvm's mmio IRQs, GIC on virt) and adds no latency under TCG;
 //! the loop calls an idle hook between empty polls so the CPU can pause.
 
+use crate::virtio::Kicker;
 use alloc::{collections::VecDeque, vec::Vec};
 use virtio_drivers::{
     device::socket::{
@@ -97,7 +98,12 @@ pub struct VsockServer<H: Hal, T: Transport> {
     conns: Vec<Conn>,
     accepted: VecDeque<ConnId>,
     clock: Clock,
+    kicker: Option<Kicker>,
+    last_kick_ns: u64,
 }
+
+/// While idle, ring the RX and TX doorbells this often (see [`Kicker`]).
+const KICK_INTERVAL_NS: u64 = 2_000_000;
 
 impl<H: Hal, T: Transport> VsockServer<H, T> {
     /// Listens on `port`.
@@ -110,6 +116,24 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
             conns: Vec::new(),
             accepted: VecDeque::new(),
             clock,
+            kicker: None,
+            last_kick_ns: 0,
+        }
+    }
+
+    /// Lets the server re-notify the device's queues while it waits.
+    pub fn with_kicker(mut self, kicker: Kicker) -> Self {
+        self.kicker = Some(kicker);
+        self
+    }
+
+    fn kick_if_idle(&mut self) {
+        let Some(k) = self.kicker else { return };
+        let now = (self.clock.now_ns)();
+        if now.saturating_sub(self.last_kick_ns) >= KICK_INTERVAL_NS {
+            self.last_kick_ns = now;
+            k.kick(0); // RX: buffers we gave back
+            k.kick(1); // TX
         }
     }
 
@@ -131,7 +155,12 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
         loop {
             let event = match self.mgr.poll() {
                 Ok(Some(e)) => e,
-                Ok(None) => return Ok(progressed),
+                Ok(None) => {
+                    if !progressed {
+                        self.kick_if_idle();
+                    }
+                    return Ok(progressed);
+                }
                 // A peer that ignored our credit overflowed a receive buffer:
                 // bytes are lost, so the stream cannot go on. virtio-drivers
                 // does not say which connection; the sender's next read or

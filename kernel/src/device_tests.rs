@@ -6,7 +6,8 @@
 //!   throughput.
 //! - `vsock-echo`: listens on `echo_port=` (default 5000) and echoes u32
 //!   big-endian length-prefixed frames (at most 1 MiB) on every connection
-//!   until `conns=` (default 2) connections have ended.
+//!   until `conns=` (default 2) connections that sent data have ended.
+//! - `delay_ms=N` (any test): wait N ms before bringing the devices up.
 //! - `fs-errors`: bad paths, missing files, short reads, and a file the host
 //!   truncates and removes while it is open (the host is told over vsock).
 
@@ -18,6 +19,18 @@ use drivers::fuse::FsError;
 use drivers::vsock::{frame, ConnId, VsockError, VsockServer};
 
 pub fn run(info: &BootInfo, name: &str) -> u8 {
+    // `delay_ms=` holds device bring-up back: the host side must cope with a
+    // guest that is slow to come up (connections made before it listens).
+    if let Some(ms) = info
+        .cmdline()
+        .get("delay_ms")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let until = arch::time::now_ns() + ms * 1_000_000;
+        while arch::time::now_ns() < until {
+            devices::idle();
+        }
+    }
     let devices = devices::init(info);
     let result = match name {
         "fs-checksum" => fs_checksum(devices, info),
@@ -116,6 +129,7 @@ struct Echo {
     id: ConnId,
     pending: Vec<u8>,
     frames: usize,
+    received: usize,
 }
 
 const MAX_FRAME: usize = 1 << 20;
@@ -132,6 +146,9 @@ fn vsock_echo(devices: Devices, info: &BootInfo) -> TestResult {
         .and_then(|p| p.parse().ok())
         .unwrap_or(2);
     let mut server = VsockServer::new(driver, port, devices::vsock_clock());
+    if let Some(k) = devices.vsock_kicker {
+        server = server.with_kicker(k);
+    }
     log::info!(
         "vsock-echo: listening on cid {} port {port}",
         server.guest_cid()
@@ -149,6 +166,7 @@ fn vsock_echo(devices: Devices, info: &BootInfo) -> TestResult {
                 id,
                 pending: Vec::new(),
                 frames: 0,
+                received: 0,
             });
         }
         let mut i = 0;
@@ -163,7 +181,12 @@ fn vsock_echo(devices: Devices, info: &BootInfo) -> TestResult {
                         c.frames
                     );
                     server.close(c.id);
-                    ended += 1;
+                    // A connection that never carried a byte is a host
+                    // connect attempt given up before we answered: not a
+                    // client, so it does not count.
+                    if c.received > 0 {
+                        ended += 1;
+                    }
                 }
             }
         }
@@ -185,7 +208,10 @@ fn pump_echo<H: virtio_drivers::Hal, T: virtio_drivers::transport::Transport>(
     loop {
         match server.recv(c.id, buf) {
             Ok(0) => break,
-            Ok(n) => c.pending.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                c.pending.extend_from_slice(&buf[..n]);
+                c.received += n;
+            }
             Err(VsockError::Closed) if c.pending.is_empty() => return Err("closed by peer".into()),
             Err(e) => {
                 return Err(alloc::format!(
@@ -257,6 +283,9 @@ fn fs_errors(devices: Devices, _info: &BootInfo) -> TestResult {
     // truncates and deletes it, then read.
     let driver = devices.vsock.ok_or("no vsock device")?;
     let mut server = VsockServer::new(driver, 5001, devices::vsock_clock());
+    if let Some(k) = devices.vsock_kicker {
+        server = server.with_kicker(k);
+    }
     let file = fs
         .open("vanish.bin")
         .map_err(|e| alloc::format!("open vanish.bin: {e}"))?;

@@ -17,7 +17,7 @@ use drivers::virtio::{
     mmio::{MmioProbeError, MmioTransport},
     pci::{virtio_id_of, PciTransport},
     regs::Regs,
-    AnyTransport, VirtioTransport, DEVICE_ID_FS, DEVICE_ID_VSOCK,
+    AnyTransport, Kicker, VirtioTransport, DEVICE_ID_FS, DEVICE_ID_VSOCK,
 };
 use drivers::virtiofs::{self, FsClient, VirtioFsChannel};
 use drivers::vsock::SocketDriver;
@@ -41,7 +41,10 @@ static DMA: DmaOps = DmaOps {
     free_pages: dma_free,
 };
 
+/// Called between empty device polls: lets other cooperative tasks run
+/// (a no-op in the boot context), then pauses the CPU briefly.
 pub fn idle() {
+    crate::task::yield_now();
     core::hint::spin_loop();
 }
 
@@ -260,14 +263,17 @@ fn firmware_bars(ecam: &Ecam, bdf: Bdf) -> Result<[Option<pci::Bar>; 6], pci::Ba
 pub struct Devices {
     pub fs: Option<Fs>,
     pub vsock: Option<Vsock>,
+    /// Doorbells of the vsock device: give them to `VsockServer::with_kicker`.
+    pub vsock_kicker: Option<Kicker>,
 }
 
 pub fn init(info: &BootInfo) -> Devices {
     let mut devices = Devices {
         fs: None,
         vsock: None,
+        vsock_kicker: None,
     };
-    for t in discover(info) {
+    for mut t in discover(info) {
         match t.device_id() {
             DEVICE_ID_FS if devices.fs.is_none() => {
                 let channel = match VirtioFsChannel::<IdentityHal, _>::new(t, fs_clock()) {
@@ -289,13 +295,17 @@ pub fn init(info: &BootInfo) -> Devices {
                     Err(e) => log::error!("virtio-fs: FUSE_INIT failed: {e}"),
                 }
             }
-            DEVICE_ID_VSOCK if devices.vsock.is_none() => match Vsock::new(t) {
-                Ok(v) => {
-                    log::info!("vsock: guest cid {}", v.guest_cid());
-                    devices.vsock = Some(v);
+            DEVICE_ID_VSOCK if devices.vsock.is_none() => {
+                let kicker = t.kicker();
+                match Vsock::new(t) {
+                    Ok(v) => {
+                        log::info!("vsock: guest cid {}", v.guest_cid());
+                        devices.vsock = Some(v);
+                        devices.vsock_kicker = Some(kicker);
+                    }
+                    Err(e) => log::error!("vsock: {e}"),
                 }
-                Err(e) => log::error!("vsock: {e}"),
-            },
+            }
             id => log::info!("devices: ignoring virtio device id {id}"),
         }
     }

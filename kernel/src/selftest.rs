@@ -37,6 +37,7 @@ const NON_FAULTING: &[(&str, TestFn)] = &[
     ("log-ring", log_ring),
     ("tasks", tasks),
     ("paging", paging),
+    ("idle", idle),
 ];
 
 /// Tests that must not return: (name, what should happen, test).
@@ -56,6 +57,11 @@ const FAULTING: &[(&str, &str, fn())] = &[
         "stack-overflow",
         "a page fault in a stack guard page",
         stack_overflow,
+    ),
+    (
+        "big-frame",
+        "a page fault in a stack guard page (stack probe)",
+        big_frame,
     ),
     ("canary", "the canary check to stop the kernel", canary),
     ("panic", "a panic report", panic),
@@ -177,11 +183,9 @@ fn heap() -> Result<(), &'static str> {
     drop(boxes);
     // A large allocation (16 MiB) inside the heap arena.
     let big = alloc::vec![7u8; 16 << 20];
-    let (start, size) = crate::heap::arena();
-    let p = big.as_ptr() as u64;
     check(
-        p >= start && p + big.len() as u64 <= start + size,
-        "allocation outside heap",
+        crate::heap::contains(big.as_ptr() as u64, big.len() as u64),
+        "allocation outside the heap arenas",
     )?;
     check(big[0] == 7 && big[big.len() - 1] == 7, "big contents")?;
     // Over-aligned layout.
@@ -340,6 +344,30 @@ fn paging() -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `cpu::idle` waits without spinning where the architecture can (a timer
+/// interrupt wakes the halted CPU), and the kernel carries on afterwards.
+fn idle() -> Result<(), &'static str> {
+    const WAIT_NS: u64 = 2_000_000;
+    let irqs0 = arch::cpu::timer_interrupts();
+    let t0 = arch::time::now_ns();
+    let mut slept = 0;
+    let mut calls = 0;
+    while arch::time::now_ns() - t0 < WAIT_NS && calls < 1000 {
+        calls += 1;
+        slept += arch::cpu::idle(WAIT_NS - (arch::time::now_ns() - t0).min(WAIT_NS)) as u32;
+    }
+    let us = (arch::time::now_ns() - t0) / 1000;
+    let irqs = arch::cpu::timer_interrupts() - irqs0;
+    log::info!(
+        "idle: waited {us} us in {calls} idle calls, {slept} asleep, {irqs} timer interrupts"
+    );
+    check(us >= WAIT_NS / 1000, "returned before the time was up")?;
+    check(
+        slept == 0 || irqs > 0,
+        "claims to have slept but no timer interrupt came",
+    )
+}
+
 // ---- faulting: each must end in the trap handler ----
 
 fn write_text() {
@@ -396,6 +424,31 @@ fn stack_overflow() {
             s.guard.unwrap_or(0)
         );
         black_box(recurse(0));
+    });
+    if r.is_ok() {
+        task::run();
+    }
+}
+
+/// One frame of 64 KiB on a 16 KiB stack: without stack probes the stack
+/// pointer would jump over the guard page into whatever lies below.
+#[inline(never)]
+fn huge_frame() -> u8 {
+    let mut big = [0u8; 64 * 1024];
+    black_box(&mut big);
+    big[black_box(7)]
+}
+
+fn big_frame() {
+    let r = task::spawn("big-frame", 4, || {
+        let s = task::current_stack().unwrap();
+        log::info!(
+            "selftest big-frame: 64 KiB frame on stack {:#x}-{:#x}, guard {:#x}",
+            s.bottom,
+            s.top,
+            s.guard.unwrap_or(0)
+        );
+        black_box(huge_frame());
     });
     if r.is_ok() {
         task::run();

@@ -52,6 +52,7 @@ pub fn run(info: &BootInfo) -> String {
         ..ModelLimits::default()
     };
     let devices = devices::init(info);
+    let kicker = devices.vsock_kicker;
     let Some(fs) = devices.fs else {
         return String::from(
             "no virtio-fs device: the model share is attached with vhost-user-fs (make run-*)",
@@ -84,11 +85,12 @@ pub fn run(info: &BootInfo) -> String {
         ..ServerConfig::default()
     };
     let mut server_loop: ServerLoop<VsockConnection> = ServerLoop::new(Server::new(config, tools));
-    let vsock = Rc::new(RefCell::new(VsockServer::new(
-        vsock,
-        port,
-        devices::vsock_clock(),
-    )));
+    let mut server = VsockServer::new(vsock, port, devices::vsock_clock());
+    if let Some(k) = kicker {
+        // Re-rings the doorbells while idle (notifications virtio-drivers may skip).
+        server = server.with_kicker(k);
+    }
+    let vsock = Rc::new(RefCell::new(server));
     let cid = vsock.borrow().guest_cid();
     let mut acceptor = VsockAcceptor(vsock);
     log::info!(

@@ -208,6 +208,7 @@ unsafe extern "C" fn rust_entry(dtb: u64, boot_ticks: u64) -> ! {
     }
     fill_boot_info(info, &fdt, dtb);
     super::mm::init(info);
+    super::gic::init(&fdt);
     super::power::init_psci(&fdt);
 
     // SAFETY: provided by the kernel binary with exactly this signature.

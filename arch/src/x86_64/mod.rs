@@ -1,5 +1,6 @@
 //! x86_64: PVH boot on QEMU q35 (qboot) and microvm.
 
+mod apic;
 mod boot;
 pub mod console;
 pub mod cpu;

@@ -22,7 +22,7 @@ const QUEUE_SEL: usize = 0x030;
 const QUEUE_NUM_MAX: usize = 0x034;
 const QUEUE_NUM: usize = 0x038;
 const QUEUE_READY: usize = 0x044;
-const QUEUE_NOTIFY: usize = 0x050;
+pub(crate) const QUEUE_NOTIFY: usize = 0x050;
 const INTERRUPT_STATUS: usize = 0x060;
 const INTERRUPT_ACK: usize = 0x064;
 const STATUS: usize = 0x070;
@@ -88,20 +88,26 @@ impl MmioTransport {
         if magic != MAGIC_VALUE {
             return Err(MmioProbeError::BadMagic(magic));
         }
+        // An empty slot first: QEMU's unused slots also report version 1
+        // on virt, and they are not an error.
+        let device_id = regs.read32(DEVICE_ID);
+        if device_id == 0 {
+            return Err(MmioProbeError::Empty);
+        }
         match regs.read32(VERSION) {
             1 => return Err(MmioProbeError::Legacy),
             2 => {}
             v => return Err(MmioProbeError::UnknownVersion(v)),
-        }
-        let device_id = regs.read32(DEVICE_ID);
-        if device_id == 0 {
-            return Err(MmioProbeError::Empty);
         }
         Ok(Self { regs, device_id })
     }
 
     pub fn base(&self) -> usize {
         self.regs.base()
+    }
+
+    pub fn kicker(&self) -> super::Kicker {
+        super::Kicker::Mmio(self.regs)
     }
 }
 
@@ -121,7 +127,7 @@ impl Transport for MmioTransport {
         let low = self.regs.read32(DEVICE_FEATURES) as u64;
         self.regs.write32(DEVICE_FEATURES_SEL, 1);
         let high = self.regs.read32(DEVICE_FEATURES) as u64;
-        (high << 32) | low
+        ((high << 32) | low) & !super::HIDDEN_FEATURES
     }
 
     fn write_driver_features(&mut self, driver_features: u64) {
@@ -263,12 +269,31 @@ mod tests {
     fn empty_slot_and_garbage_are_told_apart() {
         let mut mem = slot(2, 0);
         assert_eq!(probe(&mut mem).unwrap_err(), MmioProbeError::Empty);
+        let mut mem = slot(1, 0);
+        assert_eq!(
+            probe(&mut mem).unwrap_err(),
+            MmioProbeError::Empty,
+            "empty legacy slot"
+        );
         let mut mem = slot(2, 19);
         mem[0] = 0xffff_ffff;
         assert_eq!(
             probe(&mut mem).unwrap_err(),
             MmioProbeError::BadMagic(0xffff_ffff)
         );
+    }
+
+    #[test]
+    fn event_idx_is_never_offered_and_kicks_hit_the_doorbell() {
+        let mut mem = slot(2, 19);
+        mem[DEVICE_FEATURES / 4] = (1 << 29) | (1 << 28) | 1;
+        let mut t = probe(&mut mem).unwrap();
+        let f = t.read_device_features();
+        assert_eq!(f & (1 << 29), 0, "EVENT_IDX hidden");
+        assert_eq!(f & ((1 << 28) | 1), (1 << 28) | 1, "other features kept");
+        t.kicker().kick(1);
+        let _ = t;
+        assert_eq!(mem[QUEUE_NOTIFY / 4], 1);
     }
 
     #[test]

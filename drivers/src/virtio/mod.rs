@@ -7,6 +7,8 @@
 //! ([`VirtioTransport::device_id`]) and implement the crate's `Transport`
 //! trait, so the crate's `VirtQueue` and vsock driver run on them unchanged.
 
+#[cfg(test)]
+pub(crate) mod fake_device;
 pub mod mmio;
 pub mod pci;
 pub mod regs;
@@ -23,6 +25,42 @@ pub const DEVICE_ID_FS: u32 = 26;
 
 /// VIRTIO_F_VERSION_1 (virtio 1.2 §6): a modern device; we drive no other kind.
 pub const F_VERSION_1: u64 = 1 << 32;
+
+/// Features these transports never offer to a driver.
+///
+/// VIRTIO_F_EVENT_IDX (bit 29): virtio-drivers 0.13 decides whether to
+/// notify with `avail_idx >= avail_event + 1`, which ignores 16-bit
+/// wrap-around: once the indices wrap, a device waiting at a high
+/// `avail_event` is never notified again and the queue stalls. Without it the
+/// device suppresses notifications with the used ring's NO_NOTIFY flag.
+pub const HIDDEN_FEATURES: u64 = 1 << 29;
+
+/// Rings a queue's doorbell from outside the driver that owns the
+/// transport. Spurious notifications are allowed (virtio 1.2 §2.7.13);
+/// [`crate::vsock::VsockServer`] sends one now and then while idle, so a
+/// notification the driver skipped (virtio-drivers has no full barrier
+/// between publishing `avail.idx` and reading the device's NO_NOTIFY flag)
+/// cannot leave a queue stalled.
+#[derive(Debug, Clone, Copy)]
+pub enum Kicker {
+    Mmio(regs::Regs),
+    /// Notify address of queues 0..4 (None: outside the window).
+    Pci([Option<usize>; 4]),
+}
+
+impl Kicker {
+    pub fn kick(&self, queue: u16) {
+        match self {
+            Kicker::Mmio(r) => r.write32(mmio::QUEUE_NOTIFY, queue.into()),
+            Kicker::Pci(addrs) => {
+                if let Some(Some(a)) = addrs.get(queue as usize) {
+                    // SAFETY: inside the notify window mapped for the transport.
+                    unsafe { (*a as *mut u16).write_volatile(queue) }
+                }
+            }
+        }
+    }
+}
 
 /// Why a virtio device could not be brought up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +146,15 @@ macro_rules! delegate {
 impl VirtioTransport for AnyTransport {
     fn device_id(&self) -> u32 {
         delegate!(self, t => t.device_id())
+    }
+}
+
+impl AnyTransport {
+    pub fn kicker(&mut self) -> Kicker {
+        match self {
+            AnyTransport::Pci(t) => t.kicker(),
+            AnyTransport::Mmio(t) => t.kicker(),
+        }
     }
 }
 

@@ -164,6 +164,18 @@ impl PciTransport {
     }
 }
 
+impl PciTransport {
+    fn notify_address(&self, queue: u16) -> Option<usize> {
+        self.common.write16(QUEUE_SELECT, queue);
+        let off = self.common.read16(QUEUE_NOTIFY_OFF) as usize * self.notify_multiplier as usize;
+        (off + 2 <= self.notify.len()).then(|| self.notify.base() + off)
+    }
+
+    pub fn kicker(&self) -> super::Kicker {
+        super::Kicker::Pci([0, 1, 2, 3].map(|q| self.notify_address(q)))
+    }
+}
+
 impl VirtioTransport for PciTransport {
     fn device_id(&self) -> u32 {
         self.device_id
@@ -180,7 +192,7 @@ impl Transport for PciTransport {
         let low = self.common.read32(DEVICE_FEATURE) as u64;
         self.common.write32(DEVICE_FEATURE_SELECT, 1);
         let high = self.common.read32(DEVICE_FEATURE) as u64;
-        (high << 32) | low
+        ((high << 32) | low) & !super::HIDDEN_FEATURES
     }
 
     fn write_driver_features(&mut self, driver_features: u64) {
@@ -197,12 +209,12 @@ impl Transport for PciTransport {
     }
 
     fn notify(&mut self, queue: u16) {
-        self.common.write16(QUEUE_SELECT, queue);
-        let off = self.common.read16(QUEUE_NOTIFY_OFF) as usize * self.notify_multiplier as usize;
-        if off + 2 <= self.notify.len() {
-            self.notify.write16(off, queue);
-        } else {
-            log::error!("virtio-pci: notify offset {off:#x} outside the notify window");
+        match self.notify_address(queue) {
+            // SAFETY: inside the mapped notify window (checked).
+            Some(a) => unsafe { (a as *mut u16).write_volatile(queue) },
+            None => {
+                log::error!("virtio-pci: notify offset of queue {queue} outside the notify window")
+            }
         }
     }
 

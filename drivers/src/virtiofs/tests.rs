@@ -21,6 +21,8 @@ struct Faults {
     cut_read_replies: Option<usize>,
     /// LOOKUPs fail with this errno.
     lookup_errno: Option<i32>,
+    /// READDIR always answers from the start (offsets never advance).
+    stuck_readdir: bool,
 }
 
 struct FakeServer {
@@ -175,7 +177,10 @@ impl FakeServer {
             44 if !self.readdirplus => (-38, vec![]),
             28 | 44 => {
                 let plus = op == 44;
-                let offset = u64::from_le_bytes(body[8..16].try_into().unwrap()) as usize;
+                let mut offset = u64::from_le_bytes(body[8..16].try_into().unwrap()) as usize;
+                if self.faults.stuck_readdir {
+                    offset = 0;
+                }
                 let Kind::Dir(children) = self.nodes[&node].clone() else {
                     panic!()
                 };
@@ -341,6 +346,26 @@ fn lists_directories_with_continuation_and_forgets_entries() {
 }
 
 #[test]
+fn a_directory_that_never_ends_is_a_protocol_error() {
+    let mut c = client();
+    c.chan.faults.stuck_readdir = true;
+    assert!(matches!(c.list("/"), Err(FsError::Protocol(_))));
+    assert!(c.chan.open.is_empty(), "the directory handle is released");
+    assert_eq!(c.chan.live_lookups(), vec![]);
+}
+
+#[test]
+fn offsets_past_the_end_are_refused() {
+    let mut c = client();
+    let f = c.open("big.bin").unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        c.read_at(&f, u64::MAX - 4, &mut buf),
+        Err(FsError::InvalidArgument)
+    );
+}
+
+#[test]
 fn plain_readdir_when_the_server_has_no_readdirplus() {
     let mut server = FakeServer::new();
     server.readdirplus = false;
@@ -413,4 +438,207 @@ fn a_vanished_host_times_out_and_the_client_stays_failed() {
     let mut buf = vec![0u8; 2 * 1024 * 1024];
     assert_eq!(c.read_at(&f, 0, &mut buf).unwrap_err(), FsError::Timeout);
     assert!(matches!(c.open("sub/small.txt"), Err(FsError::Device(_))));
+}
+
+// ---- VirtioFsChannel on real split virtqueues ---------------------------
+
+mod on_virtqueues {
+    use super::*;
+    use crate::hal::IdentityHal;
+    use crate::virtio::fake_device::{read_chain, write_chain, Chain, Queue};
+    use crate::virtio::{VirtioTransport, F_VERSION_1};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+    use virtio_drivers::Error as VirtioError;
+    use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+    /// The device: FUSE requests go to the in-memory server; completions
+    /// are held back until the driver polls, then returned newest first.
+    struct FsDevice {
+        queues: [Queue; 2],
+        status: u32,
+        server: FakeServer,
+        held: Vec<(u16, Chain, Vec<u8>)>,
+        max_held: usize,
+        forgets: usize,
+    }
+
+    impl FsDevice {
+        fn take_requests(&mut self) {
+            for (head, chain) in self.queues[0].take_chains() {
+                let req = read_chain(&chain);
+                assert_eq!(
+                    u32::from_le_bytes(req[4..8].try_into().unwrap()),
+                    2,
+                    "only FORGET on hiprio"
+                );
+                self.server.handle(&req, 0);
+                self.forgets += 1;
+                self.queues[0].push_used(head, 0);
+            }
+            for (head, chain) in self.queues[1].take_chains() {
+                let req = read_chain(&chain);
+                let room: u32 = chain.iter().filter(|c| c.2).map(|c| c.1).sum();
+                let reply = self.server.handle(&req, room as usize);
+                self.held.push((head, chain, reply));
+            }
+            self.max_held = self.max_held.max(self.held.len());
+        }
+
+        fn complete_held(&mut self) {
+            while let Some((head, chain, reply)) = self.held.pop() {
+                let n = write_chain(&chain, &reply);
+                self.queues[1].push_used(head, n as u32);
+            }
+        }
+    }
+
+    struct FsTransport(Rc<RefCell<FsDevice>>);
+
+    impl VirtioTransport for FsTransport {
+        fn device_id(&self) -> u32 {
+            crate::virtio::DEVICE_ID_FS
+        }
+    }
+
+    impl Transport for FsTransport {
+        fn device_type(&self) -> DeviceType {
+            DeviceType::IoMemory
+        }
+        fn read_device_features(&mut self) -> u64 {
+            F_VERSION_1
+        }
+        fn write_driver_features(&mut self, f: u64) {
+            assert_eq!(f, F_VERSION_1);
+        }
+        fn max_queue_size(&mut self, _q: u16) -> u32 {
+            128
+        }
+        fn notify(&mut self, _q: u16) {
+            self.0.borrow_mut().take_requests();
+        }
+        fn get_status(&self) -> DeviceStatus {
+            // The driver checks the status while it waits: a good moment to
+            // finish the held requests (out of order).
+            let mut d = self.0.borrow_mut();
+            d.complete_held();
+            DeviceStatus::from_bits_truncate(d.status)
+        }
+        fn set_status(&mut self, s: DeviceStatus) {
+            self.0.borrow_mut().status = s.bits();
+        }
+        fn set_guest_page_size(&mut self, _s: u32) {}
+        fn requires_legacy_layout(&self) -> bool {
+            false
+        }
+        fn queue_set(&mut self, q: u16, size: u32, desc: u64, avail: u64, used: u64) {
+            self.0.borrow_mut().queues[q as usize] = Queue::new(size, desc, avail, used);
+        }
+        fn queue_unset(&mut self, q: u16) {
+            self.0.borrow_mut().queues[q as usize] = Queue::default();
+        }
+        fn queue_used(&mut self, q: u16) -> bool {
+            self.0.borrow().queues[q as usize].size != 0
+        }
+        fn ack_interrupt(&mut self) -> InterruptStatus {
+            InterruptStatus::empty()
+        }
+        fn read_config_generation(&self) -> u32 {
+            0
+        }
+        fn read_config_space<T: FromBytes + IntoBytes>(
+            &self,
+            offset: usize,
+        ) -> Result<T, VirtioError> {
+            let mut cfg = [0u8; 40];
+            cfg[..5].copy_from_slice(b"share");
+            cfg[36..40].copy_from_slice(&1u32.to_le_bytes());
+            T::read_from_bytes(&cfg[offset..offset + size_of::<T>()])
+                .map_err(|_| VirtioError::InvalidParam)
+        }
+        fn write_config_space<T: IntoBytes + Immutable>(
+            &mut self,
+            _o: usize,
+            _v: T,
+        ) -> Result<(), VirtioError> {
+            Err(VirtioError::Unsupported)
+        }
+    }
+
+    fn now_ns() -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_nanos() as u64
+    }
+
+    fn noop() {}
+
+    #[test]
+    fn reads_through_virtqueues_with_out_of_order_completions() {
+        crate::hal::tests::install_test_dma();
+        let dev = Rc::new(RefCell::new(FsDevice {
+            queues: Default::default(),
+            status: 0,
+            server: FakeServer::new(),
+            held: Vec::new(),
+            max_held: 0,
+            forgets: 0,
+        }));
+        let clock = Clock {
+            now_ns,
+            idle: noop,
+            timeout_ns: 5_000_000_000,
+        };
+        let channel =
+            VirtioFsChannel::<IdentityHal, _>::new(FsTransport(dev.clone()), clock).unwrap();
+        assert_eq!(channel.tag(), "share");
+        let mut fs = FsClient::new(channel).unwrap();
+        let f = fs.open("big.bin").unwrap();
+        let mut buf = vec![0u8; f.size() as usize];
+        fs.read_exact_at(&f, 0, &mut buf).unwrap();
+        assert!(buf == pseudo_random(buf.len(), 7));
+        fs.close(f).unwrap();
+        assert_eq!(fs.list("sub").unwrap()[0].name, "small.txt");
+        let d = dev.borrow();
+        assert!(
+            d.max_held >= 8,
+            "READs were kept in flight together ({} seen)",
+            d.max_held
+        );
+        assert!(d.forgets > 0);
+        assert_eq!(d.server.live_lookups(), vec![]);
+        assert!(d.held.is_empty());
+    }
+
+    #[test]
+    fn a_silent_device_times_out() {
+        crate::hal::tests::install_test_dma();
+        let dev = Rc::new(RefCell::new(FsDevice {
+            queues: Default::default(),
+            status: 0,
+            server: FakeServer::new(),
+            held: Vec::new(),
+            max_held: 0,
+            forgets: 0,
+        }));
+        let clock = Clock {
+            now_ns,
+            idle: noop,
+            timeout_ns: 50_000_000,
+        };
+        let mut channel =
+            VirtioFsChannel::<IdentityHal, _>::new(FsTransport(dev.clone()), clock).unwrap();
+        // The device takes the request and drops it: nothing ever completes.
+        channel
+            .submit(
+                fuse::request(Opcode::Getattr, 9, 1, &fuse::getattr_body()),
+                200,
+            )
+            .unwrap();
+        dev.borrow_mut().held.clear();
+        assert_eq!(channel.complete().unwrap_err(), FsError::Timeout);
+    }
 }

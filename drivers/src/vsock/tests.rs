@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::hal::IdentityHal;
+use crate::virtio::fake_device::{read_chain, write_chain, Chain, Queue};
 use crate::virtio::F_VERSION_1;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -26,18 +27,6 @@ const OP_SHUTDOWN: u16 = 4;
 const OP_RW: u16 = 5;
 const OP_CREDIT_UPDATE: u16 = 6;
 const OP_CREDIT_REQUEST: u16 = 7;
-
-/// A descriptor chain: (address, length, device-writable).
-type Chain = Vec<(u64, u32, bool)>;
-
-#[derive(Default, Clone, Copy)]
-struct Queue {
-    size: u32,
-    desc: u64,
-    avail: u64,
-    used: u64,
-    last_avail: u16,
-}
 
 struct HostConn {
     port: u32,
@@ -92,55 +81,13 @@ fn header(
     h
 }
 
-unsafe fn rd<T: Copy>(addr: u64) -> T {
-    unsafe { (addr as *const T).read_volatile() }
-}
-unsafe fn wr<T>(addr: u64, v: T) {
-    unsafe { (addr as *mut T).write_volatile(v) }
-}
-
 impl Dev {
-    /// Pops available chains of queue `q`: (head, [(addr, len, writable)]).
     fn take_chains(&mut self, q: usize) -> Vec<(u16, Chain)> {
-        let mut out = Vec::new();
-        let queue = self.queues[q];
-        if queue.size == 0 {
-            return out;
-        }
-        // SAFETY: the driver gave us these ring addresses (identity Hal).
-        let avail_idx: u16 = unsafe { rd(queue.avail + 2) };
-        let mut last = queue.last_avail;
-        while last != avail_idx {
-            let head: u16 = unsafe { rd(queue.avail + 4 + 2 * (last as u64 % queue.size as u64)) };
-            let mut chain = Vec::new();
-            let mut i = head;
-            loop {
-                let d = queue.desc + 16 * i as u64;
-                let (addr, len, flags, next): (u64, u32, u16, u16) =
-                    unsafe { (rd(d), rd(d + 8), rd(d + 12), rd(d + 14)) };
-                chain.push((addr, len, flags & 2 != 0));
-                if flags & 1 == 0 {
-                    break;
-                }
-                i = next;
-            }
-            out.push((head, chain));
-            last = last.wrapping_add(1);
-        }
-        self.queues[q].last_avail = last;
-        out
+        self.queues[q].take_chains()
     }
 
     fn push_used(&mut self, q: usize, head: u16, len: u32) {
-        let queue = self.queues[q];
-        unsafe {
-            let idx: u16 = rd(queue.used + 2);
-            let slot = queue.used + 4 + 8 * (idx as u64 % queue.size as u64);
-            wr(slot, head as u32);
-            wr(slot + 4, len);
-            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-            wr(queue.used + 2, idx.wrapping_add(1));
-        }
+        self.queues[q].push_used(head, len);
     }
 
     fn conn(&mut self, port: u32) -> Option<&mut HostConn> {
@@ -149,13 +96,8 @@ impl Dev {
 
     fn handle_tx(&mut self) {
         for (head, chain) in self.take_chains(1) {
-            let mut pkt = Vec::new();
-            for (addr, len, writable) in chain {
-                assert!(!writable, "TX chains are device-readable");
-                pkt.extend_from_slice(unsafe {
-                    std::slice::from_raw_parts(addr as *const u8, len as usize)
-                });
-            }
+            assert!(chain.iter().all(|c| !c.2), "TX chains are device-readable");
+            let pkt = read_chain(&chain);
             self.push_used(1, head, 0);
             let u32_at = |o: usize| u32::from_le_bytes(pkt[o..o + 4].try_into().unwrap());
             let (src_port, dst_port, len) = (u32_at(16), u32_at(20), u32_at(24) as usize);
@@ -264,13 +206,12 @@ impl Dev {
                 unused.push(head);
                 continue;
             };
-            let (addr, len, writable) = chain[0];
-            assert!(writable && chain.len() == 1 && pkt.len() <= len as usize);
-            unsafe { std::ptr::copy_nonoverlapping(pkt.as_ptr(), addr as *mut u8, pkt.len()) };
-            self.push_used(0, head, pkt.len() as u32);
+            assert!(chain.len() == 1 && chain[0].2);
+            let n = write_chain(&chain, &pkt);
+            self.push_used(0, head, n as u32);
         }
         // Put back buffers we could not fill (rewind the avail cursor).
-        self.queues[0].last_avail = self.queues[0].last_avail.wrapping_sub(unused.len() as u16);
+        self.queues[0].unpop(unused.len());
     }
 
     fn pump(&mut self) {
@@ -321,13 +262,7 @@ impl Transport for FakeTransport {
         false
     }
     fn queue_set(&mut self, q: u16, size: u32, desc: u64, avail: u64, used: u64) {
-        self.0.borrow_mut().queues[q as usize] = Queue {
-            size,
-            desc,
-            avail,
-            used,
-            last_avail: 0,
-        };
+        self.0.borrow_mut().queues[q as usize] = Queue::new(size, desc, avail, used);
     }
     fn queue_unset(&mut self, q: u16) {
         self.0.borrow_mut().queues[q as usize] = Queue::default();
