@@ -187,3 +187,75 @@ fn prompt_encoding_matches_llama2c() {
     assert!(ids.iter().any(|&t| (3..259).contains(&t)), "{ids:?}");
     assert_eq!(model.tokenizer.decode(&ids), "héllo ☃");
 }
+
+#[test]
+fn stop_strings_cancellation_and_sampling() {
+    let bytes = convert(Quant::F32);
+    let model = Model::load(&bytes).unwrap();
+    let k = kernels();
+    let engine = Engine {
+        model: &model,
+        kernels: &k,
+        exec: &Inline,
+    };
+    let run = |params: &GenerateParams, cancel: &dyn Fn() -> bool| {
+        let mut state = State::new(&model.config, 256, 64);
+        let mut streamed = String::new();
+        let g = engine
+            .generate(&mut state, &[1], params, no_clock, cancel, &mut |_, t| {
+                streamed.push_str(t)
+            })
+            .unwrap();
+        assert_eq!(streamed, g.text);
+        g
+    };
+    // Stop string: the text ends right before its first occurrence.
+    let params = GenerateParams {
+        max_tokens: 200,
+        stop_strings: vec!["red ball".into()],
+        ..GenerateParams::default()
+    };
+    let g = run(&params, &|| false);
+    assert_eq!(g.stop, StopReason::StopString);
+    let cut = EXPECTED.find("red ball").unwrap();
+    assert_eq!(g.text, &EXPECTED[..cut]);
+
+    // Cancellation is checked between tokens.
+    let calls = std::cell::Cell::new(0);
+    let cancel = || {
+        calls.set(calls.get() + 1);
+        calls.get() > 10
+    };
+    let g = run(
+        &GenerateParams {
+            max_tokens: 200,
+            ..GenerateParams::default()
+        },
+        &cancel,
+    );
+    assert_eq!(g.stop, StopReason::Cancelled);
+    assert_eq!(g.tokens.len(), 10);
+    assert!(EXPECTED.starts_with(&g.text));
+
+    // Sampling: reproducible per seed, different across seeds, stops at max_tokens.
+    let sampled = |seed| {
+        let p = GenerateParams {
+            max_tokens: 60,
+            sampler: inference::SamplerConfig {
+                temperature: 0.9,
+                top_k: 40,
+                top_p: 0.95,
+                repetition_penalty: 1.1,
+                seed,
+                ..Default::default()
+            },
+            ..GenerateParams::default()
+        };
+        run(&p, &|| false)
+    };
+    let (a, b, c) = (sampled(7), sampled(7), sampled(8));
+    assert_eq!(a.tokens, b.tokens);
+    assert_ne!(a.tokens, c.tokens);
+    assert!(a.tokens.len() <= 60);
+    assert!(a.stop == StopReason::MaxTokens || a.stop == StopReason::Eos);
+}
