@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use inference::chat::{chatml, Message, Role};
 use inference::generate::{Engine, GenerateParams};
-use inference::kernels::Kernels;
+use inference::kernels::{KernelVariant, Kernels};
 use inference::{Model, SamplerConfig, State};
 use mk_models::host::{clock_ns, host_features, ScopedThreads};
 use mk_models::{gguf, hf, llama2c, read_file, Quant};
@@ -22,7 +22,7 @@ const USAGE: &str = "usage:
   mk-models inspect <model.safetensors>
   mk-models generate --model M --prompt P [--max-tokens N] [--temperature T] [--seed S]
       [--top-k K] [--top-p P] [--repeat-penalty R] [--chat] [--system S] [--threads N]
-      [--context N] [--stop STRING]...
+      [--context N] [--stop STRING]... [--kernel scalar|avx2|avx512|avx512vnni|neon|...]
   mk-models export-gguf-f32 <in.gguf> <out.gguf>   (every tensor dequantised to F32)";
 
 fn main() -> ExitCode {
@@ -246,6 +246,7 @@ fn generate(args: &[String]) -> Result<(), String> {
         "--threads",
         "--context",
         "--stop",
+        "--kernel",
     ])?;
     let path = o.get("--model").ok_or("missing --model")?;
     let prompt = o.get("--prompt").unwrap_or("");
@@ -287,7 +288,17 @@ fn generate(args: &[String]) -> Result<(), String> {
         },
     };
     let context = o.num("--context", ids.len() + params.max_tokens + 1)?;
-    let kernels = Kernels::select(&host_features());
+    let kernels = match o.get("--kernel") {
+        None => Kernels::select(&host_features()),
+        Some(name) => {
+            let v = KernelVariant::ALL
+                .into_iter()
+                .find(|v| v.name().eq_ignore_ascii_case(name))
+                .ok_or(format!("unknown kernel variant {name:?}"))?;
+            Kernels::with_variant(v, &host_features())
+                .ok_or(format!("this CPU cannot run the {name} kernels"))?
+        }
+    };
     let exec = ScopedThreads {
         threads: o.num("--threads", 1usize)?,
     };

@@ -259,3 +259,46 @@ fn stop_strings_cancellation_and_sampling() {
     assert!(a.tokens.len() <= 60);
     assert!(a.stop == StopReason::MaxTokens || a.stop == StopReason::Eos);
 }
+
+/// End to end, every kernel variant this CPU runs agrees with the scalar kernels on the
+/// quantised models. Not bit for bit: the f32 accumulation order differs, and a last-bit
+/// change can flip the rounding of an activation when it is re-quantised to Q8 at the next
+/// matmul, so differences compound over the layers; they stay well below the quantisation
+/// error itself (Q4_0 vs f32: 4.6). A single matmul differs by about one ulp.
+#[test]
+fn host_kernel_variants_match_scalar_on_quantised_models() {
+    let reference_bytes = convert(Quant::F32);
+    let reference = Model::load(&reference_bytes).unwrap();
+    let (tokens, _, _) = greedy(&reference, 100);
+    let mut seq = vec![1];
+    seq.extend(&tokens);
+    let scalar = kernels();
+    let host = mk_models::host::host_features();
+    for q in [Quant::Q8_0, Quant::Q4_0, Quant::Q4_1] {
+        let bytes = convert(q);
+        let model = Model::load(&bytes).unwrap();
+        let base = all_logits(&model, &seq, &scalar, &Inline);
+        for v in inference::kernels::KernelVariant::ALL {
+            let Some(k) = Kernels::with_variant(v, &host) else {
+                continue;
+            };
+            let l = all_logits(&model, &seq, &k, &Inline);
+            let max = base
+                .iter()
+                .zip(&l)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let top1 = base
+                .chunks_exact(512)
+                .zip(l.chunks_exact(512))
+                .filter(|(a, b)| inference::sampler::argmax(a) == inference::sampler::argmax(b))
+                .count();
+            println!(
+                "{q:?} {v:?}: max |logit - scalar| = {max}, top-1 equal {top1}/{}",
+                seq.len()
+            );
+            assert!(max < 1.0, "{q:?} {v:?}: {max}");
+            assert!(top1 * 100 >= seq.len() * 97, "{q:?} {v:?}: {top1}");
+        }
+    }
+}
