@@ -8,7 +8,7 @@ use inference::chat::{chatml, Message, Role};
 use inference::generate::{Engine, GenerateParams};
 use inference::kernels::{KernelVariant, Kernels};
 use inference::{Model, SamplerConfig, State};
-use mk_models::host::{clock_ns, host_features, ScopedThreads};
+use mk_models::host::{clock_ns, host_features, ThreadPool};
 use mk_models::{gguf, hf, llama2c, read_file, Quant};
 
 const USAGE: &str = "usage:
@@ -299,9 +299,8 @@ fn generate(args: &[String]) -> Result<(), String> {
                 .ok_or(format!("this CPU cannot run the {name} kernels"))?
         }
     };
-    let exec = ScopedThreads {
-        threads: o.num("--threads", 1usize)?,
-    };
+    let threads = o.num("--threads", 1usize)?.clamp(1, 256);
+    let exec = ThreadPool::new(threads);
     let engine = Engine {
         model: &model,
         kernels: &kernels,
@@ -334,7 +333,7 @@ fn generate(args: &[String]) -> Result<(), String> {
         t.generated_tokens,
         g.stop,
         kernels.variant(),
-        exec.threads
+        threads
     );
     eprintln!(
         "time to first token {:.1} ms | prefill {:.1} tok/s | decode {:.1} tok/s",
@@ -378,7 +377,7 @@ fn accuracy(args: &[String]) -> Result<(), String> {
         .to_vec();
     }
     let kernels = Kernels::select(&host_features());
-    let exec = ScopedThreads { threads: 2 };
+    let exec = ThreadPool::new(2);
     let mut total = mk_models::eval::Agreement {
         positions: 0,
         top1_equal: 0,

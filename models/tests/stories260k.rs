@@ -86,7 +86,7 @@ fn f32_greedy_200_with_host_kernels_and_threads() {
     let (_, text, _) = greedy_with(&model, 200, &k);
     assert_eq!(text, EXPECTED, "kernels {:?}", k.variant());
     let mut state = State::new(&model.config, 200, 64);
-    let exec = mk_models::host::ScopedThreads { threads: 2 };
+    let exec = mk_models::host::ThreadPool::new(2);
     let engine = Engine {
         model: &model,
         kernels: &k,
