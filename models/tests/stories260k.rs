@@ -58,8 +58,18 @@ fn greedy_with(
     (g.tokens, g.text, g.stop)
 }
 
+/// Converted models, made once per test binary.
 fn convert(q: Quant) -> Vec<u8> {
-    llama2c::convert(CKPT, TOK, q).expect("conversion")
+    type Cache = std::sync::Mutex<Vec<(Quant, Vec<u8>)>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, b)) = c.iter().find(|(cq, _)| *cq == q) {
+        return b.clone();
+    }
+    let b = llama2c::convert(CKPT, TOK, q).expect("conversion");
+    c.push((q, b.clone()));
+    b
 }
 
 #[test]
