@@ -136,7 +136,7 @@ pub struct State {
     /// [layer][position][kv_dim]
     key_cache: Vec<f32>,
     value_cache: Vec<f32>,
-    /// RoPE cos/sin for one position, head_dim/2 each.
+    /// RoPE cos/sin for each position of the current chunk, [batch][head_dim/2].
     rope_cos: Vec<f32>,
     rope_sin: Vec<f32>,
     logits: Vec<f32>,
@@ -164,8 +164,8 @@ impl State {
             att: vec![0.0; max_seq],
             key_cache: vec![0.0; c.n_layers * max_seq * kv],
             value_cache: vec![0.0; c.n_layers * max_seq * kv],
-            rope_cos: vec![0.0; c.head_dim() / 2],
-            rope_sin: vec![0.0; c.head_dim() / 2],
+            rope_cos: vec![0.0; batch * c.head_dim() / 2],
+            rope_sin: vec![0.0; batch * c.head_dim() / 2],
             logits: Vec::new(),
         }
     }
@@ -302,6 +302,14 @@ fn forward_chunk(
     let kv_mul = c.n_heads / c.n_kv_heads;
     let n = tokens.len();
     let eps = c.norm_eps;
+
+    // RoPE angles of the chunk's positions, shared by every layer.
+    let half = hs / 2;
+    for b in 0..n {
+        let r = b * half..(b + 1) * half;
+        let (cos, sin) = (&mut s.rope_cos[r.clone()], &mut s.rope_sin[r]);
+        rope_angles(pos + b, hs, c.rope_theta, cos, sin);
+    }
 
     // Token embeddings (dequantised rows of the embedding matrix).
     for (b, &t) in tokens.iter().enumerate() {

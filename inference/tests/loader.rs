@@ -94,7 +94,7 @@ fn with_header(bytes: &[u8], f: impl Fn(&str) -> String) -> Vec<u8> {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
     let mut h = f(header.trim_end());
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
@@ -193,7 +193,8 @@ fn container_damage_is_rejected() {
 #[test]
 fn schema_damage_gets_a_specific_error() {
     let bytes = build(&config(), QuantType::Q4_0);
-    let cases: Vec<(Vec<u8>, fn(&LoadError) -> bool)> = vec![
+    type Case = (Vec<u8>, fn(&LoadError) -> bool);
+    let cases: Vec<Case> = vec![
         (
             with_header(&bytes, |h| {
                 h.replace("\"format\":\"microkernelia-llm\"", "\"format\":\"other\"")

@@ -257,7 +257,7 @@ impl<'a> Gguf<'a> {
         let row = match t.ggml_type {
             GGML_F32 => cols.checked_mul(4),
             GGML_F16 => cols.checked_mul(2),
-            GGML_Q8_0 | GGML_Q4_0 | GGML_Q4_1 if cols % 32 == 0 => Some(row_bytes(
+            GGML_Q8_0 | GGML_Q4_0 | GGML_Q4_1 if cols.is_multiple_of(32) => Some(row_bytes(
                 qtype_of(t.ggml_type).unwrap_or(QuantType::F32),
                 cols,
             )),
@@ -622,7 +622,7 @@ pub fn export_f32(bytes: &[u8]) -> Result<Vec<u8>, ConvertError> {
         datas.push(bytes);
     }
     let pad = |out: &mut Vec<u8>| {
-        while out.len() as u64 % g.alignment != 0 {
+        while !(out.len() as u64).is_multiple_of(g.alignment) {
             out.push(0);
         }
     };

@@ -138,7 +138,7 @@ pub fn gptq_quantize(qt: QuantType, rows: usize, cols: usize, w: &[f32], x: &[f3
                 _ => q4_1_params(&v, &imp),
             };
             let mut levels = [0u8; QK];
-            for j in 0..n {
+            for (j, level) in levels.iter_mut().enumerate().take(n) {
                 let c = start + j;
                 let x = row[c] as f32;
                 let (lv, deq) = match qt {
@@ -151,7 +151,7 @@ pub fn gptq_quantize(qt: QuantType, rows: usize, cols: usize, w: &[f32], x: &[f3
                         (l, l as f32 * d + m)
                     }
                 };
-                levels[j] = lv;
+                *level = lv;
                 let err = (row[c] - deq as f64) / u[c * cols + c];
                 let urow = &u[c * cols..(c + 1) * cols];
                 for k in c + 1..cols {

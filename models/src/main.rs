@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use inference::chat::{chatml, Message, Role};
 use inference::generate::{Engine, GenerateParams};
-use inference::kernels::Kernels;
+use inference::kernels::{KernelVariant, Kernels};
 use inference::{Model, SamplerConfig, State};
-use mk_models::host::{clock_ns, host_features, ScopedThreads};
+use mk_models::host::{clock_ns, host_features, ThreadPool};
 use mk_models::{gguf, hf, llama2c, read_file, Quant};
 
 const USAGE: &str = "usage:
@@ -22,7 +22,7 @@ const USAGE: &str = "usage:
   mk-models inspect <model.safetensors>
   mk-models generate --model M --prompt P [--max-tokens N] [--temperature T] [--seed S]
       [--top-k K] [--top-p P] [--repeat-penalty R] [--chat] [--system S] [--threads N]
-      [--context N] [--stop STRING]...
+      [--context N] [--stop STRING]... [--kernel scalar|avx2|avx512|avx512vnni|neon|...]
   mk-models export-gguf-f32 <in.gguf> <out.gguf>   (every tensor dequantised to F32)";
 
 fn main() -> ExitCode {
@@ -246,6 +246,7 @@ fn generate(args: &[String]) -> Result<(), String> {
         "--threads",
         "--context",
         "--stop",
+        "--kernel",
     ])?;
     let path = o.get("--model").ok_or("missing --model")?;
     let prompt = o.get("--prompt").unwrap_or("");
@@ -287,10 +288,19 @@ fn generate(args: &[String]) -> Result<(), String> {
         },
     };
     let context = o.num("--context", ids.len() + params.max_tokens + 1)?;
-    let kernels = Kernels::select(&host_features());
-    let exec = ScopedThreads {
-        threads: o.num("--threads", 1usize)?,
+    let kernels = match o.get("--kernel") {
+        None => Kernels::select(&host_features()),
+        Some(name) => {
+            let v = KernelVariant::ALL
+                .into_iter()
+                .find(|v| v.name().eq_ignore_ascii_case(name))
+                .ok_or(format!("unknown kernel variant {name:?}"))?;
+            Kernels::with_variant(v, &host_features())
+                .ok_or(format!("this CPU cannot run the {name} kernels"))?
+        }
     };
+    let threads = o.num("--threads", 1usize)?.clamp(1, 256);
+    let exec = ThreadPool::new(threads);
     let engine = Engine {
         model: &model,
         kernels: &kernels,
@@ -323,7 +333,7 @@ fn generate(args: &[String]) -> Result<(), String> {
         t.generated_tokens,
         g.stop,
         kernels.variant(),
-        exec.threads
+        threads
     );
     eprintln!(
         "time to first token {:.1} ms | prefill {:.1} tok/s | decode {:.1} tok/s",
@@ -367,7 +377,7 @@ fn accuracy(args: &[String]) -> Result<(), String> {
         .to_vec();
     }
     let kernels = Kernels::select(&host_features());
-    let exec = ScopedThreads { threads: 2 };
+    let exec = ThreadPool::new(2);
     let mut total = mk_models::eval::Agreement {
         positions: 0,
         top1_equal: 0,

@@ -44,7 +44,8 @@ fn gguf_bytes() -> Option<&'static [u8]> {
 
 /// Converted models, made once per test binary (the f32 one is 538 MB).
 fn converted(q: Quant) -> Option<&'static [u8]> {
-    static CACHE: OnceLock<std::sync::Mutex<Vec<(Quant, &'static [u8])>>> = OnceLock::new();
+    type Cache = std::sync::Mutex<Vec<(Quant, &'static [u8])>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let bytes = gguf_bytes()?;
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());

@@ -45,16 +45,26 @@ fn clock_ns() -> u64 {
 /// copy, a damaged model and a file that is not a model.
 struct Share(PathBuf);
 
+/// stories260K in f32 and q8_0, converted once for all tests (q8_0 conversion calibrates).
+fn converted() -> &'static (Vec<u8>, Vec<u8>) {
+    static MODELS: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    MODELS.get_or_init(|| {
+        (
+            llama2c::convert(CKPT, TOK, Quant::F32).unwrap(),
+            llama2c::convert(CKPT, TOK, Quant::Q8_0).unwrap(),
+        )
+    })
+}
+
 impl Share {
     fn new(name: &str) -> Share {
         let dir = std::env::temp_dir().join(format!("mk-service-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("more")).unwrap();
-        let f32 = llama2c::convert(CKPT, TOK, Quant::F32).unwrap();
+        let (f32, q8) = converted();
         std::fs::write(dir.join("stories260K.safetensors"), &f32).unwrap();
         std::fs::write(dir.join("more/stories260K-copy.safetensors"), &f32).unwrap();
-        let q8 = llama2c::convert(CKPT, TOK, Quant::Q8_0).unwrap();
-        std::fs::write(dir.join("stories260K-q8_0.safetensors"), &q8).unwrap();
+        std::fs::write(dir.join("stories260K-q8_0.safetensors"), q8).unwrap();
         // Truncated in the middle of the tensor data: the container check must catch it.
         std::fs::write(dir.join("broken.safetensors"), &f32[..f32.len() / 2]).unwrap();
         std::fs::write(dir.join("notes.txt"), b"not a model").unwrap();
