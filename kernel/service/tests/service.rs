@@ -62,8 +62,8 @@ impl Share {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("more")).unwrap();
         let (f32, q8) = converted();
-        std::fs::write(dir.join("stories260K.safetensors"), &f32).unwrap();
-        std::fs::write(dir.join("more/stories260K-copy.safetensors"), &f32).unwrap();
+        std::fs::write(dir.join("stories260K.safetensors"), f32).unwrap();
+        std::fs::write(dir.join("more/stories260K-copy.safetensors"), f32).unwrap();
         std::fs::write(dir.join("stories260K-q8_0.safetensors"), q8).unwrap();
         // Truncated in the middle of the tensor data: the container check must catch it.
         std::fs::write(dir.join("broken.safetensors"), &f32[..f32.len() / 2]).unwrap();
