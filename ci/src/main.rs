@@ -4,6 +4,7 @@
 //! mk-run run [--machine q35|microvm|virt] [--accel tcg|kvm] [--kernel PATH]
 //!            [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS]
 //!            [--interactive] [--shared-memory] [--machine-opt OPT]... [--gdb]
+//!            [--share DIR [--model PATH] [--port N] [--run-dir DIR]]
 //!            [-- EXTRA QEMU ARGS...]
 //! mk-run boot-time [--machine M]... [--runs N] [--kernel PATH]
 //! mk-run check-float KERNEL_ELF
@@ -11,8 +12,14 @@
 //! `run` exits with the kernel's exit code (or 124 on timeout, 125 when QEMU
 //! stopped without a kernel exit code). Without `--kernel`, the image is built
 //! with `make build-x86` / `make build-arm`.
+//!
+//! `--share DIR` serves MCP: virtiofsd shares DIR, vhost-device-vsock carries MCP on
+//! vsock `--port` (default 5000), the kernel loads `--model` (a path inside DIR), and
+//! guest memory is sized to the model unless `--memory` is given.
 
+use ci::daemons::VmDevices;
 use ci::exit::KernelExit;
+use ci::mcp_vm::McpVmSpec;
 use ci::{build, floatcheck, run_captured, run_interactive, Machine, VmConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +29,8 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: mk-run run [--machine q35|microvm|virt] [--accel tcg|kvm] [--kernel PATH] \
          [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS] [--interactive] \
-         [--shared-memory] [--machine-opt OPT]... [--gdb] [-- QEMU ARGS]\n\
+         [--shared-memory] [--machine-opt OPT]... [--gdb] \
+         [--share DIR [--model PATH] [--port N] [--run-dir DIR]] [-- QEMU ARGS]\n\
          \x20      mk-run boot-time [--machine M]... [--runs N] [--kernel PATH]\n\
          \x20      mk-run check-float KERNEL_ELF"
     );
@@ -35,8 +43,12 @@ struct Opts {
     kernel: Option<PathBuf>,
     append: String,
     cpu: Option<String>,
-    memory: u32,
+    memory: Option<u32>,
     timeout: u64,
+    share: Option<PathBuf>,
+    model: Option<String>,
+    port: u32,
+    run_dir: Option<PathBuf>,
     interactive: bool,
     shared_memory: bool,
     machine_opts: Vec<String>,
@@ -52,8 +64,12 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         kernel: None,
         append: String::new(),
         cpu: None,
-        memory: 256,
+        memory: None,
         timeout: 60,
+        share: None,
+        model: None,
+        port: ci::mcp_vm::DEFAULT_PORT,
+        run_dir: None,
         interactive: false,
         shared_memory: false,
         machine_opts: vec![],
@@ -77,7 +93,11 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--kernel" => o.kernel = Some(val("--kernel")?.into()),
             "--append" => o.append = val("--append")?,
             "--cpu" => o.cpu = Some(val("--cpu")?),
-            "--memory" => o.memory = val("--memory")?.parse().map_err(|_| "bad --memory")?,
+            "--memory" => o.memory = Some(val("--memory")?.parse().map_err(|_| "bad --memory")?),
+            "--share" => o.share = Some(val("--share")?.into()),
+            "--model" => o.model = Some(val("--model")?),
+            "--port" => o.port = val("--port")?.parse().map_err(|_| "bad --port")?,
+            "--run-dir" => o.run_dir = Some(val("--run-dir")?.into()),
             "--timeout" => o.timeout = val("--timeout")?.parse().map_err(|_| "bad --timeout")?,
             "--runs" => o.runs = val("--runs")?.parse().map_err(|_| "bad --runs")?,
             "--interactive" => o.interactive = true,
@@ -106,7 +126,7 @@ fn config(o: &Opts, m: Machine) -> Result<VmConfig, String> {
         .timeout(Duration::from_secs(o.timeout));
     c.accel = o.accel;
     c.cpu = o.cpu.clone();
-    c.memory_mib = o.memory;
+    c.memory_mib = o.memory.unwrap_or(256);
     c.extra_args = o.extra.clone();
     c.shared_memory = o.shared_memory;
     c.machine_opts = o.machine_opts.clone();
@@ -115,6 +135,92 @@ fn config(o: &Opts, m: Machine) -> Result<VmConfig, String> {
         c.extra_args.extend(["-s".to_string(), "-S".to_string()]);
     }
     Ok(c)
+}
+
+/// The MCP VM description for `--share`.
+fn mcp_spec(o: &Opts, m: Machine) -> Result<McpVmSpec, String> {
+    let share = o.share.clone().ok_or("--share is needed")?;
+    let kernel = match &o.kernel {
+        Some(k) => k.clone(),
+        None => build::build(m.arch()).map_err(|e| e.to_string())?,
+    };
+    let mut spec = McpVmSpec::new(m, kernel, share);
+    spec.accel = o.accel;
+    spec.cpu = o.cpu.clone();
+    spec.model = o.model.clone();
+    spec.port = o.port;
+    spec.memory_mib = o.memory;
+    spec.extra_cmdline = o.append.clone();
+    spec.run_dir = o.run_dir.clone();
+    Ok(spec)
+}
+
+/// `run --share`: daemons, then QEMU with its devices; prints how to reach MCP.
+fn cmd_run_served(o: &Opts) -> Result<ExitCode, String> {
+    let m = o.machines[0];
+    let spec = mcp_spec(o, m)?;
+    if let Some(model) = &spec.model {
+        if !spec.share.join(model).is_file() {
+            return Err(format!(
+                "model {model} is not in {} (make models)",
+                spec.share.display()
+            ));
+        }
+    }
+    let devices = VmDevices::start(spec.device_options()).map_err(|e| e.to_string())?;
+    let mut c = spec.vm_config(&devices);
+    c.timeout = Duration::from_secs(o.timeout);
+    c.extra_args.extend(o.extra.iter().cloned());
+    c.machine_opts = o.machine_opts.clone();
+    if o.gdb {
+        c.extra_args.extend(["-s".to_string(), "-S".to_string()]);
+    }
+    let uds = devices.vsock_uds();
+    let arch = match m.arch() {
+        ci::Arch::X86_64 => "x86_64",
+        ci::Arch::Aarch64 => "aarch64",
+    };
+    eprintln!(
+        "[mk-run] {} with {} MiB, share {}, MCP on vsock port {}",
+        m.name(),
+        c.memory_mib,
+        spec.share.display(),
+        spec.port
+    );
+    eprintln!("[mk-run] once \"mcp ready\" is printed, call it from another terminal:");
+    eprintln!(
+        "[mk-run]   target/release/mcp-cli --vsock-uds {} --port {} infer \"Once upon a time\"",
+        uds.display(),
+        spec.port
+    );
+    eprintln!("[mk-run] or let an MCP client boot its own VM (server command for its config):");
+    let model = spec
+        .model
+        .as_ref()
+        .map(|p| format!(" --model {}", spec.share.join(p).display()))
+        .unwrap_or_default();
+    eprintln!(
+        "[mk-run]   {}/target/release/mcp-cli bridge --boot {arch} --machine {}{model}",
+        std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        m.name()
+    );
+    if o.interactive {
+        eprintln!("[mk-run] serial on this terminal; Ctrl-A X quits");
+        let e = run_interactive(&c).map_err(|e| e.to_string())?;
+        drop(devices);
+        return Ok(if e == KernelExit::NoCode(0) {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("[mk-run] kernel exit: {e:?}");
+            exit_of(e)
+        });
+    }
+    let r = run_captured(&c).map_err(|e| e.to_string())?;
+    print!("{}", r.serial);
+    eprint!("{}", r.stderr);
+    Ok(exit_of(r.exit))
 }
 
 fn exit_of(e: KernelExit) -> ExitCode {
@@ -126,13 +232,16 @@ fn exit_of(e: KernelExit) -> ExitCode {
 }
 
 fn cmd_run(o: &Opts) -> Result<ExitCode, String> {
+    if o.share.is_some() {
+        return cmd_run_served(o);
+    }
     let c = config(o, o.machines[0])?;
     if o.interactive {
         eprintln!(
             "[mk-run] {} serial on this terminal; Ctrl-A X quits",
             c.machine.name()
         );
-        let e = run_interactive(&c, &mut []).map_err(|e| e.to_string())?;
+        let e = run_interactive(&c).map_err(|e| e.to_string())?;
         if e == KernelExit::NoCode(0) {
             // Ctrl-A X (or the guest powered off without a code): a normal end here.
             eprintln!("[mk-run] QEMU quit");
@@ -141,7 +250,7 @@ fn cmd_run(o: &Opts) -> Result<ExitCode, String> {
         eprintln!("[mk-run] kernel exit: {e:?}");
         return Ok(exit_of(e));
     }
-    let r = run_captured(&c, &mut []).map_err(|e| e.to_string())?;
+    let r = run_captured(&c).map_err(|e| e.to_string())?;
     print!("{}", ci::symbolize::annotate(&r.serial, &c.kernel));
     eprint!("{}", r.stderr);
     if r.timed_out {
@@ -179,7 +288,7 @@ fn cmd_boot_time(o: &Opts) -> Result<ExitCode, String> {
         }
         let (mut k, mut w) = (vec![], vec![]);
         for _ in 0..o.runs.max(1) {
-            let r = run_captured(&c, &mut []).map_err(|e| e.to_string())?;
+            let r = run_captured(&c).map_err(|e| e.to_string())?;
             match (r.boot_done_kernel_us, r.boot_done_wall, r.code()) {
                 (Some(us), Some(wall), Some(0)) => {
                     k.push(us as f64 / 1000.0);

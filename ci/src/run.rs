@@ -1,6 +1,5 @@
 //! Running a VM: captured (serial collected, timeout enforced) or interactive.
 
-use crate::daemon::Daemon;
 use crate::exit::KernelExit;
 use crate::qemu::VmConfig;
 use std::io::{self, Read};
@@ -61,10 +60,7 @@ pub fn parse_boot_done_us(line: &str) -> Option<u64> {
 /// Boot `cfg`, collect its serial output, and kill it after `cfg.timeout`.
 /// A hung kernel gives `timed_out = true`; this never blocks longer than the
 /// timeout plus the time to reap QEMU.
-pub fn run_captured(cfg: &VmConfig, daemons: &mut [Daemon]) -> io::Result<VmOutcome> {
-    for d in daemons.iter_mut() {
-        d.start()?;
-    }
+pub fn run_captured(cfg: &VmConfig) -> io::Result<VmOutcome> {
     let bin = cfg.machine.arch().qemu_binary();
     let start = Instant::now();
     let mut child = Command::new(bin)
@@ -130,9 +126,6 @@ pub fn run_captured(cfg: &VmConfig, daemons: &mut [Daemon]) -> io::Result<VmOutc
         collect(&mut serial, at, chunk);
     }
     let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    for d in daemons.iter_mut() {
-        d.stop();
-    }
     let serial = String::from_utf8_lossy(&serial).replace('\r', "");
     let boot_done_kernel_us = serial.lines().find_map(parse_boot_done_us);
     let code = status.code();
@@ -154,18 +147,12 @@ pub fn run_captured(cfg: &VmConfig, daemons: &mut [Daemon]) -> io::Result<VmOutc
 
 /// Boot with the serial console on this terminal (`mon:stdio`: Ctrl-A X quits,
 /// Ctrl-A C toggles the QEMU monitor). Returns the decoded exit.
-pub fn run_interactive(cfg: &VmConfig, daemons: &mut [Daemon]) -> io::Result<KernelExit> {
-    for d in daemons.iter_mut() {
-        d.start()?;
-    }
+pub fn run_interactive(cfg: &VmConfig) -> io::Result<KernelExit> {
     let bin = cfg.machine.arch().qemu_binary();
     let status = Command::new(bin)
         .args(cfg.qemu_args("mon:stdio"))
         .status()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot start {bin}: {e}")))?;
-    for d in daemons.iter_mut() {
-        d.stop();
-    }
     Ok(cfg.machine.exit_decoding().decode(status.code()))
 }
 

@@ -36,7 +36,7 @@ fn config(cpu: &str, cmdline: &str) -> VmConfig {
 
 /// Boot and return the outcome with the console's CR LF turned into LF.
 fn run(cfg: &VmConfig) -> VmOutcome {
-    let mut r = run_captured(cfg, &mut []).expect("QEMU could not be started");
+    let mut r = run_captured(cfg).expect("QEMU could not be started");
     r.serial = r.serial.replace("\r\n", "\n");
     r
 }

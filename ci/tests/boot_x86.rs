@@ -29,7 +29,7 @@ fn boot(machine: Machine, cmdline: &str) -> VmOutcome {
     let cfg = VmConfig::new(machine, kernel)
         .cmdline(cmdline)
         .timeout(Duration::from_secs(60));
-    run_captured(&cfg, &mut []).expect("QEMU could not be started")
+    run_captured(&cfg).expect("QEMU could not be started")
 }
 
 fn assert_exit(r: &VmOutcome, code: u8) {
@@ -234,7 +234,7 @@ fn hung_kernel_times_out_instead_of_hanging_the_test() {
         .cmdline("selftest=hang")
         .timeout(Duration::from_secs(8));
     let t0 = Instant::now();
-    let r = run_captured(&cfg, &mut []).unwrap();
+    let r = run_captured(&cfg).unwrap();
     assert!(r.timed_out, "{}", r.describe());
     assert_eq!(r.exit, KernelExit::Killed);
     assert!(
@@ -285,7 +285,7 @@ fn boots_with_shared_memory_backend_for_vhost_user() {
     for m in MACHINES {
         let mut cfg = VmConfig::new(m, kernel_image(Arch::X86_64)).cmdline("selftest=heap");
         cfg.shared_memory = true;
-        let r = run_captured(&cfg, &mut []).unwrap();
+        let r = run_captured(&cfg).unwrap();
         assert_exit(&r, SUCCESS);
     }
 }

@@ -47,19 +47,19 @@ impl Config {
             self.vocab_size,
             self.seq_len,
         ];
-        if fields.iter().any(|&v| v == 0) {
+        if fields.contains(&0) {
             return Err("a dimension is zero");
         }
         if fields.iter().any(|&v| v > MAX) || self.n_layers > 4096 {
             return Err("a dimension is implausibly large");
         }
-        if self.dim % self.n_heads != 0 {
+        if !self.dim.is_multiple_of(self.n_heads) {
             return Err("dim is not a multiple of n_heads");
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err("n_heads is not a multiple of n_kv_heads");
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err("head_dim is odd (RoPE rotates pairs)");
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {

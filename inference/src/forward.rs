@@ -56,9 +56,12 @@ impl core::fmt::Display for ForwardError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActivationStats {
     pub tokens: usize,
+    /// Also keep every input row (for GPTQ-style quantisers that need X^T X).
+    pub keep_inputs: bool,
     pub layers: Vec<LayerStats>,
     /// Input of the classifier (final-normed hidden state).
     pub classifier_in: Vec<f32>,
+    pub classifier_rows: Vec<f32>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +74,11 @@ pub struct LayerStats {
     pub ffn_in: Vec<f32>,
     /// Input of w2.
     pub w2_in: Vec<f32>,
+    /// The input rows themselves, when `keep_inputs` (same order as above).
+    pub attn_rows: Vec<f32>,
+    pub wo_rows: Vec<f32>,
+    pub ffn_rows: Vec<f32>,
+    pub w2_rows: Vec<f32>,
 }
 
 impl ActivationStats {
@@ -80,17 +88,27 @@ impl ActivationStats {
             wo_in: vec![0.0; c.dim],
             ffn_in: vec![0.0; c.dim],
             w2_in: vec![0.0; c.hidden_dim],
+            attn_rows: Vec::new(),
+            wo_rows: Vec::new(),
+            ffn_rows: Vec::new(),
+            w2_rows: Vec::new(),
         };
         ActivationStats {
             tokens: 0,
+            keep_inputs: false,
+            classifier_rows: Vec::new(),
             layers: vec![layer; c.n_layers],
             classifier_in: vec![0.0; c.dim],
         }
     }
 }
 
-/// Adds the squares of each row of `x` (rows of `acc.len()` values) into `acc`.
-fn accumulate_squares(acc: &mut [f32], x: &[f32], rows: usize) {
+/// Adds the squares of each row of `x` (rows of `acc.len()` values) into `acc`, and keeps the
+/// rows themselves in `keep` when given.
+fn accumulate_squares(acc: &mut [f32], keep: Option<&mut Vec<f32>>, x: &[f32], rows: usize) {
+    if let Some(k) = keep {
+        k.extend_from_slice(&x[..rows * acc.len()]);
+    }
     for row in x.chunks_exact(acc.len()).take(rows) {
         for (a, &v) in acc.iter_mut().zip(row) {
             *a += v * v;
@@ -118,7 +136,7 @@ pub struct State {
     /// [layer][position][kv_dim]
     key_cache: Vec<f32>,
     value_cache: Vec<f32>,
-    /// RoPE cos/sin for one position, head_dim/2 each.
+    /// RoPE cos/sin for each position of the current chunk, [batch][head_dim/2].
     rope_cos: Vec<f32>,
     rope_sin: Vec<f32>,
     logits: Vec<f32>,
@@ -146,8 +164,8 @@ impl State {
             att: vec![0.0; max_seq],
             key_cache: vec![0.0; c.n_layers * max_seq * kv],
             value_cache: vec![0.0; c.n_layers * max_seq * kv],
-            rope_cos: vec![0.0; c.head_dim() / 2],
-            rope_sin: vec![0.0; c.head_dim() / 2],
+            rope_cos: vec![0.0; batch * c.head_dim() / 2],
+            rope_sin: vec![0.0; batch * c.head_dim() / 2],
             logits: Vec::new(),
         }
     }
@@ -285,6 +303,14 @@ fn forward_chunk(
     let n = tokens.len();
     let eps = c.norm_eps;
 
+    // RoPE angles of the chunk's positions, shared by every layer.
+    let half = hs / 2;
+    for b in 0..n {
+        let r = b * half..(b + 1) * half;
+        let (cos, sin) = (&mut s.rope_cos[r.clone()], &mut s.rope_sin[r]);
+        rope_angles(pos + b, hs, c.rope_theta, cos, sin);
+    }
+
     // Token embeddings (dequantised rows of the embedding matrix).
     for (b, &t) in tokens.iter().enumerate() {
         let e = &w.tok_embeddings;
@@ -298,7 +324,9 @@ fn forward_chunk(
             rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.attention_norm, eps);
         }
         if let Some(st) = s.stats.as_mut() {
-            accumulate_squares(&mut st.layers[l].attn_in, &s.xb, n);
+            let ls = &mut st.layers[l];
+            let keep = st.keep_inputs.then_some(&mut ls.attn_rows);
+            accumulate_squares(&mut ls.attn_in, keep, &s.xb, n);
         }
         matmul(kernels, exec, &lw.wq, &s.xb, n, &mut s.q);
         matmul(kernels, exec, &lw.wk, &s.xb, n, &mut s.k);
@@ -353,7 +381,9 @@ fn forward_chunk(
             }
         }
         if let Some(st) = s.stats.as_mut() {
-            accumulate_squares(&mut st.layers[l].wo_in, &s.xb, n);
+            let ls = &mut st.layers[l];
+            let keep = st.keep_inputs.then_some(&mut ls.wo_rows);
+            accumulate_squares(&mut ls.wo_in, keep, &s.xb, n);
         }
         matmul(kernels, exec, &lw.wo, &s.xb, n, &mut s.xb2);
         for i in 0..n * dim {
@@ -366,7 +396,9 @@ fn forward_chunk(
             rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.ffn_norm, eps);
         }
         if let Some(st) = s.stats.as_mut() {
-            accumulate_squares(&mut st.layers[l].ffn_in, &s.xb, n);
+            let ls = &mut st.layers[l];
+            let keep = st.keep_inputs.then_some(&mut ls.ffn_rows);
+            accumulate_squares(&mut ls.ffn_in, keep, &s.xb, n);
         }
         matmul(kernels, exec, &lw.w1, &s.xb, n, &mut s.hb);
         matmul(kernels, exec, &lw.w3, &s.xb, n, &mut s.hb2);
@@ -377,7 +409,9 @@ fn forward_chunk(
             s.hb[i] = val;
         }
         if let Some(st) = s.stats.as_mut() {
-            accumulate_squares(&mut st.layers[l].w2_in, &s.hb, n);
+            let ls = &mut st.layers[l];
+            let keep = st.keep_inputs.then_some(&mut ls.w2_rows);
+            accumulate_squares(&mut ls.w2_in, keep, &s.hb, n);
         }
         matmul(kernels, exec, &lw.w2, &s.hb, n, &mut s.xb);
         for i in 0..n * dim {
@@ -391,7 +425,8 @@ fn forward_chunk(
         rmsnorm(&mut s.x[r.clone()], &s.xb[r], &w.norm, eps);
     }
     if let Some(st) = s.stats.as_mut() {
-        accumulate_squares(&mut st.classifier_in, &s.x, n);
+        let keep = st.keep_inputs.then_some(&mut st.classifier_rows);
+        accumulate_squares(&mut st.classifier_in, keep, &s.x, n);
         st.tokens += n;
     }
 }

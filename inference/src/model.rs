@@ -372,7 +372,7 @@ impl<'a> Model<'a> {
         let tokenizer = load_tokenizer(&mut r, c.vocab_size)?;
 
         for name in st.offset_keys() {
-            if !r.used.iter().any(|u| *u == name) {
+            if !r.used.contains(&name) {
                 return Err(LoadError::UnexpectedTensor(name));
             }
         }

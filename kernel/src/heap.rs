@@ -9,7 +9,8 @@
 
 use arch::frame_alloc::PAGE_SIZE;
 use arch::spin::SpinLock;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use talc::lock_api::{GuardSend, RawMutex};
 use talc::source::Manual;
 use talc::TalcLock;
@@ -19,8 +20,61 @@ const MAX_RESERVE: u64 = 256 << 20;
 const HEAP_ALIGN: u64 = 2 << 20;
 const MAX_ARENAS: usize = 8;
 
-#[global_allocator]
 static HEAP: TalcLock<RawSpin, Manual> = TalcLock::new(Manual);
+/// Bytes of all arenas, and bytes currently allocated (for `health` and the model-size
+/// check).
+static TOTAL: AtomicU64 = AtomicU64::new(0);
+static USED: AtomicU64 = AtomicU64::new(0);
+
+/// talc plus a count of the bytes in use.
+struct CountingHeap;
+
+#[global_allocator]
+static ALLOCATOR: CountingHeap = CountingHeap;
+
+// SAFETY: forwards to talc unchanged; only counts.
+unsafe impl GlobalAlloc for CountingHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = HEAP.alloc(layout);
+        if !p.is_null() {
+            USED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = HEAP.alloc_zeroed(layout);
+        if !p.is_null() {
+            USED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HEAP.dealloc(ptr, layout);
+        USED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = HEAP.realloc(ptr, layout, new_size);
+        if !p.is_null() {
+            USED.fetch_add(new_size as u64, Ordering::Relaxed);
+            USED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+/// Heap bytes in use.
+pub fn used_bytes() -> u64 {
+    USED.load(Ordering::Relaxed)
+}
+
+/// Heap bytes not in use, over all arenas (the largest single allocation may be less:
+/// one allocation cannot span arenas).
+pub fn free_bytes() -> u64 {
+    TOTAL.load(Ordering::Relaxed).saturating_sub(used_bytes())
+}
 /// `(start, size)` of each arena; size 0 = unused slot.
 static ARENAS: SpinLock<[(u64, u64); MAX_ARENAS]> = SpinLock::new([(0, 0); MAX_ARENAS]);
 
@@ -60,6 +114,7 @@ pub fn init() {
     if total == 0 {
         panic!("heap: no room (free {free} bytes)");
     }
+    TOTAL.store(total, Ordering::Relaxed);
     for &(start, size) in arenas.iter().filter(|a| a.1 > 0) {
         log::info!("heap: arena {} MiB at {start:#x}", size >> 20);
     }

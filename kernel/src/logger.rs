@@ -88,6 +88,24 @@ pub fn read_since(cursor: u64, mut f: impl FnMut(&str, bool)) -> u64 {
     cur
 }
 
+/// Like [`read_since`], with each line's own cursor, stopping when `f` returns false.
+/// Returns the cursor after the last line visited.
+pub fn read_from(cursor: u64, mut f: impl FnMut(&str, u64, bool) -> bool) -> u64 {
+    let ring = RING.lock();
+    let mut buf = [0u8; MAX_LINE];
+    let mut cur = cursor;
+    while let Some(l) = ring.read(cur, &mut buf) {
+        // A skipped read restarts at the oldest line: its cursor is where it begins.
+        let at = if l.skipped { ring.oldest() } else { cur };
+        cur = l.next;
+        let text = core::str::from_utf8(&buf[..l.len]).unwrap_or("<invalid utf-8>");
+        if !f(text, at, l.skipped) {
+            break;
+        }
+    }
+    cur
+}
+
 /// Cursor that reads only lines logged from now on.
 pub fn cursor_now() -> u64 {
     RING.lock().end()

@@ -1,15 +1,19 @@
-//! microkernelia: a unikernel that boots on x86_64 and aarch64 and (later) serves
-//! an LLM over MCP. This crate only glues: the architecture layer (`arch`) brings
-//! the machine up and calls [`kernel_main`]; here we start logging and the heap,
-//! run the self-tests the command line asks for, and report boot time.
+//! microkernelia: a unikernel that boots on x86_64 and aarch64 and serves an LLM
+//! over MCP. This crate only glues: the architecture layer (`arch`) brings the
+//! machine up and calls [`kernel_main`]; here we start logging and the heap, then
+//! serve MCP (`model=`, see serve.rs), or run the self-tests / device tests the
+//! command line asks for, and report boot time.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+mod device_tests;
+mod devices;
 mod heap;
 mod logger;
 mod selftest;
+mod serve;
 mod task;
 
 use arch::BootInfo;
@@ -22,6 +26,8 @@ pub mod exit_code {
     /// Used by `arch::trap` for unexpected exceptions.
     pub const EXCEPTION: u8 = 3;
     pub const STACK_CANARY: u8 = 4;
+    /// The MCP server could not start (no devices, bad command line).
+    pub const SERVE_FAILED: u8 = 5;
 }
 
 /// Called by the architecture's boot code with paging, FP/SIMD, console, traps,
@@ -45,12 +51,24 @@ pub fn kernel_main(info: &'static BootInfo) -> ! {
     );
 
     selftest::set_boot_info(info);
+
+    // Device tests (test=fs-checksum, vsock-echo, fs-errors): see device_tests.rs.
+    if let Some(test) = cmdline.get("test") {
+        arch::power::exit(device_tests::run(info, test));
+    }
+
+    // `model=` / `port=` / `serve`: the MCP server (runs until the VM is stopped).
+    if cmdline.get("selftest").is_none() && serve::wanted(info) {
+        let e = serve::run(info);
+        log::error!("mcp: cannot serve: {e}");
+        arch::power::exit(exit_code::SERVE_FAILED);
+    }
+
     let code = match cmdline.get("selftest") {
         None | Some("") | Some("all") => selftest::run_all(),
         Some("none") => exit_code::SUCCESS,
         Some(name) => selftest::run_one(name),
     };
-    // Until the MCP server lands, a boot ends after its self-tests.
     arch::power::exit(code)
 }
 

@@ -42,8 +42,9 @@ pub fn infer() -> ToolDef {
         json!({
             "type": "object",
             "properties": {
-                "prompt": { "type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS,
-                            "description": "Raw prompt text." },
+                "prompt": { "type": "string", "maxLength": MAX_PROMPT_CHARS,
+                            "description": "Raw prompt text; empty starts from the \
+                                            model's BOS token alone (unconditional)." },
                 "messages": {
                     "type": "array", "minItems": 1, "maxItems": 256,
                     "description": "Chat messages, oldest first.",

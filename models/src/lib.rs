@@ -3,6 +3,7 @@
 
 pub mod eval;
 pub mod gguf;
+pub mod gptq;
 pub mod hf;
 pub mod host;
 pub mod llama2c;

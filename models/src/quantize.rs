@@ -21,9 +21,53 @@ fn block(src: &[f32], b: usize) -> [f32; QK] {
     v
 }
 
-/// Q4_0 (value = (q - 8) * d): try scales around max/-8, keep the least squared error
-/// (computed with the f16-rounded scale actually stored).
+/// Q4_0 level (0..=15) of `x` for scale `d`.
+pub(crate) fn q4_0_level(d: f32, x: f32) -> u8 {
+    if d == 0.0 {
+        8
+    } else {
+        (((x / d).round() as i32).clamp(-8, 7) + 8) as u8
+    }
+}
+
+/// Q4_1 level (0..=15) of `x` for scale `d` and min `m`.
+pub(crate) fn q4_1_level(d: f32, m: f32, x: f32) -> u8 {
+    if d == 0.0 {
+        0
+    } else {
+        (((x - m) / d).round() as i32).clamp(0, 15) as u8
+    }
+}
+
+/// Writes a Q4_0 (`m` ignored) or Q4_1 block from its parameters and 32 levels.
+pub(crate) fn encode_q4(qt: QuantType, d: f32, m: f32, levels: &[u8; QK], out: &mut [u8]) {
+    out[0..2].copy_from_slice(&f32_to_f16(d).to_le_bytes());
+    let at = if qt == QuantType::Q4_1 {
+        out[2..4].copy_from_slice(&f32_to_f16(m).to_le_bytes());
+        4
+    } else {
+        2
+    };
+    for j in 0..QK / 2 {
+        out[at + j] = levels[j] | (levels[j + QK / 2] << 4);
+    }
+}
+
 fn q4_0_block(v: &[f32; QK], w: &[f32; QK], out: &mut [u8]) {
+    let d = q4_0_scale(v, w);
+    let levels: [u8; QK] = core::array::from_fn(|j| q4_0_level(d, v[j]));
+    encode_q4(QuantType::Q4_0, d, 0.0, &levels, out);
+}
+
+fn q4_1_block(v: &[f32; QK], w: &[f32; QK], out: &mut [u8]) {
+    let (d, m) = q4_1_params(v, w);
+    let levels: [u8; QK] = core::array::from_fn(|j| q4_1_level(d, m, v[j]));
+    encode_q4(QuantType::Q4_1, d, m, &levels, out);
+}
+
+/// Q4_0 (value = (q - 8) * d): try scales around max/-8, keep the least weighted squared
+/// error (computed with the f16-rounded scale actually stored). Returns d.
+pub(crate) fn q4_0_scale(v: &[f32; QK], w: &[f32; QK]) -> f32 {
     let mut max = 0.0f32;
     for (&x, &wj) in v.iter().zip(w) {
         if wj > 0.0 && x.abs() > max.abs() {
@@ -66,24 +110,18 @@ fn q4_0_block(v: &[f32; QK], w: &[f32; QK], out: &mut [u8]) {
             }
         }
     }
-    out[0..2].copy_from_slice(&f32_to_f16(best_d).to_le_bytes());
-    for j in 0..QK / 2 {
-        let q0 = (quant(best_d, v[j]) + 8) as u8;
-        let q1 = (quant(best_d, v[j + QK / 2]) + 8) as u8;
-        out[2 + j] = q0 | (q1 << 4);
-    }
+    best_d
 }
 
 /// Q4_1 (value = q * d + m): alternate between rounding to levels and a least-squares fit of
-/// (d, m), from several starting ranges; keep the least squared error.
-fn q4_1_block(v: &[f32; QK], w: &[f32; QK], out: &mut [u8]) {
+/// (d, m), from several starting ranges; keep the least weighted squared error. Returns (d, m).
+pub(crate) fn q4_1_params(v: &[f32; QK], w: &[f32; QK]) -> (f32, f32) {
     let live = || v.iter().zip(w).filter(|(_, &wj)| wj > 0.0).map(|(&x, _)| x);
     let min = live().fold(f32::MAX, f32::min);
     let max = live().fold(f32::MIN, f32::max);
     if min > max {
         // No live value (all weights zero): an all-zero block.
-        out.fill(0);
-        return;
+        return (0.0, 0.0);
     }
     let quant = |d: f32, m: f32, x: f32| -> i32 {
         if d == 0.0 {
@@ -138,13 +176,7 @@ fn q4_1_block(v: &[f32; QK], w: &[f32; QK], out: &mut [u8]) {
             }
         }
     }
-    out[0..2].copy_from_slice(&f32_to_f16(best_d).to_le_bytes());
-    out[2..4].copy_from_slice(&f32_to_f16(best_m).to_le_bytes());
-    for j in 0..QK / 2 {
-        let q0 = quant(best_d, best_m, v[j]) as u8;
-        let q1 = quant(best_d, best_m, v[j + QK / 2]) as u8;
-        out[4 + j] = q0 | (q1 << 4);
-    }
+    (best_d, best_m)
 }
 
 fn block_err(qt: QuantType, v: &[f32; QK], w: &[f32; QK], blk: &[u8]) -> f32 {

@@ -10,19 +10,24 @@ use inference::model::Matrix;
 use inference::quant::{dequantize_row, QuantType};
 use inference::{ActivationStats, Engine, GenerateParams, Model, SamplerConfig, State};
 
+use crate::gptq::gptq_quantize;
 use crate::quantize::quantize_matrix;
 use crate::{ConvertError, Quant};
 
 /// Runs `model` over `sequences` (token ids, each from position 0) collecting the mean
 /// square of every matmul input column.
+/// With `keep_inputs`, the input rows are kept too, and `requantize` then rounds 4-bit
+/// matrices with GPTQ error feedback.
 pub fn calibrate(
     model: &Model,
     sequences: &[Vec<u32>],
+    keep_inputs: bool,
     kernels: &Kernels,
     exec: &dyn Executor,
 ) -> ActivationStats {
     let longest = sequences.iter().map(Vec::len).max().unwrap_or(1);
     let mut stats = ActivationStats::new(&model.config);
+    stats.keep_inputs = keep_inputs;
     for seq in sequences.iter().filter(|s| !s.is_empty()) {
         let mut state = State::new(&model.config, longest, 64);
         state.stats = Some(stats);
@@ -111,10 +116,21 @@ fn add(
     m: &Matrix,
     target: QuantType,
     importance: Option<&[f32]>,
+    inputs: Option<&[f32]>,
 ) -> Result<(), ConvertError> {
+    let four_bit = matches!(target, QuantType::Q4_0 | QuantType::Q4_1);
     if m.qtype == target {
         // Same layout: keep the blocks bit for bit (e.g. the GGUF's Q4_1 matrices).
         w.add_matrix_raw(name, target, m.rows, m.cols, m.data.to_vec())?;
+    } else if let (true, Some(x)) = (four_bit, inputs.filter(|x| !x.is_empty())) {
+        let v = dequantize(m);
+        w.add_matrix_raw(
+            name,
+            target,
+            m.rows,
+            m.cols,
+            gptq_quantize(target, m.rows, m.cols, &v, x),
+        )?;
     } else {
         let v = dequantize(m);
         w.add_matrix_raw(
@@ -146,15 +162,26 @@ pub fn requantize(
     } else {
         None
     };
+    let cls_rows = stats.map(|s| s.classifier_rows.as_slice());
+    let emb_rows = if c.tied_classifier { cls_rows } else { None };
+    let emb_q = quant.embedding_type();
     add(
         &mut w,
         format::T_TOK_EMBD,
         &wts.tok_embeddings,
-        quant.embedding_type(),
+        emb_q,
         emb_imp,
+        emb_rows,
     )?;
     if let Some(out) = &wts.output {
-        add(&mut w, format::T_OUTPUT, out, mq, cls_imp.as_deref())?;
+        add(
+            &mut w,
+            format::T_OUTPUT,
+            out,
+            mq,
+            cls_imp.as_deref(),
+            cls_rows,
+        )?;
     }
     w.add_vector(format::T_NORM, &wts.norm)?;
     for (l, lw) in wts.layers.iter().enumerate() {
@@ -164,16 +191,20 @@ pub fn requantize(
         let wo = imp(|s| &s.wo_in);
         let ffn = imp(|s| &s.ffn_in);
         let w2 = imp(|s| &s.w2_in);
+        let rows =
+            |f: fn(&inference::forward::LayerStats) -> &Vec<f32>| ls.map(|s| f(s).as_slice());
+        let (attn_x, wo_x) = (rows(|s| &s.attn_rows), rows(|s| &s.wo_rows));
+        let (ffn_x, w2_x) = (rows(|s| &s.ffn_rows), rows(|s| &s.w2_rows));
         let name = |s: &str| format::layer_tensor(l, s);
         w.add_vector(&name("attention_norm"), &lw.attention_norm)?;
         w.add_vector(&name("ffn_norm"), &lw.ffn_norm)?;
-        add(&mut w, &name("wq"), &lw.wq, mq, attn.as_deref())?;
-        add(&mut w, &name("wk"), &lw.wk, mq, attn.as_deref())?;
-        add(&mut w, &name("wv"), &lw.wv, mq, attn.as_deref())?;
-        add(&mut w, &name("wo"), &lw.wo, mq, wo.as_deref())?;
-        add(&mut w, &name("w1"), &lw.w1, mq, ffn.as_deref())?;
-        add(&mut w, &name("w2"), &lw.w2, mq, w2.as_deref())?;
-        add(&mut w, &name("w3"), &lw.w3, mq, ffn.as_deref())?;
+        add(&mut w, &name("wq"), &lw.wq, mq, attn.as_deref(), attn_x)?;
+        add(&mut w, &name("wk"), &lw.wk, mq, attn.as_deref(), attn_x)?;
+        add(&mut w, &name("wv"), &lw.wv, mq, attn.as_deref(), attn_x)?;
+        add(&mut w, &name("wo"), &lw.wo, mq, wo.as_deref(), wo_x)?;
+        add(&mut w, &name("w1"), &lw.w1, mq, ffn.as_deref(), ffn_x)?;
+        add(&mut w, &name("w2"), &lw.w2, mq, w2.as_deref(), w2_x)?;
+        add(&mut w, &name("w3"), &lw.w3, mq, ffn.as_deref(), ffn_x)?;
     }
     w.set_tokenizer(model.tokenizer.vocab())?;
     let meta = [
@@ -187,8 +218,13 @@ pub fn requantize(
             w.set_meta(k, v);
         }
     }
-    if stats.is_some() {
-        w.set_meta("quant.calibration", "activation-weighted");
+    if let Some(s) = stats {
+        let how = if s.keep_inputs {
+            "gptq"
+        } else {
+            "activation-weighted"
+        };
+        w.set_meta("quant.calibration", how);
     }
     Ok(w.finish())
 }

@@ -23,11 +23,18 @@ fn kernels() -> Kernels {
 
 /// llama2.c semantics: BOS, then greedy until position `positions`.
 fn greedy(model: &Model, positions: usize) -> (Vec<u32>, String, StopReason) {
-    let kernels = kernels();
+    greedy_with(model, positions, &kernels())
+}
+
+fn greedy_with(
+    model: &Model,
+    positions: usize,
+    kernels: &Kernels,
+) -> (Vec<u32>, String, StopReason) {
     let mut state = State::new(&model.config, positions, 64);
     let engine = Engine {
         model,
-        kernels: &kernels,
+        kernels,
         exec: &Inline,
     };
     let prompt = model.tokenizer.encode("", false);
@@ -51,8 +58,18 @@ fn greedy(model: &Model, positions: usize) -> (Vec<u32>, String, StopReason) {
     (g.tokens, g.text, g.stop)
 }
 
+/// Converted models, made once per test binary.
 fn convert(q: Quant) -> Vec<u8> {
-    llama2c::convert(CKPT, TOK, q).expect("conversion")
+    type Cache = std::sync::Mutex<Vec<(Quant, Vec<u8>)>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, b)) = c.iter().find(|(cq, _)| *cq == q) {
+        return b.clone();
+    }
+    let b = llama2c::convert(CKPT, TOK, q).expect("conversion");
+    c.push((q, b.clone()));
+    b
 }
 
 #[test]
@@ -67,6 +84,39 @@ fn f32_greedy_200_matches_llama2c() {
     let mut all = vec![1];
     all.extend(&tokens);
     assert_eq!(model.tokenizer.decode(&all), EXPECTED);
+}
+
+/// The host's best kernels (SIMD) and two worker threads give the same bytes: the F32 path
+/// keeps llama2.c's summation order in every variant.
+#[test]
+fn f32_greedy_200_with_host_kernels_and_threads() {
+    let bytes = convert(Quant::F32);
+    let model = Model::load(&bytes).unwrap();
+    let k = Kernels::select(&mk_models::host::host_features());
+    let (_, text, _) = greedy_with(&model, 200, &k);
+    assert_eq!(text, EXPECTED, "kernels {:?}", k.variant());
+    let mut state = State::new(&model.config, 200, 64);
+    let exec = mk_models::host::ThreadPool::new(2);
+    let engine = Engine {
+        model: &model,
+        kernels: &k,
+        exec: &exec,
+    };
+    let params = GenerateParams {
+        max_tokens: 200,
+        ..GenerateParams::default()
+    };
+    let g = engine
+        .generate(
+            &mut state,
+            &[1],
+            &params,
+            no_clock,
+            &|| false,
+            &mut |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(g.text, EXPECTED);
 }
 
 #[test]
@@ -146,4 +196,119 @@ fn prompt_encoding_matches_llama2c() {
     let ids = model.tokenizer.encode("héllo ☃", false);
     assert!(ids.iter().any(|&t| (3..259).contains(&t)), "{ids:?}");
     assert_eq!(model.tokenizer.decode(&ids), "héllo ☃");
+}
+
+#[test]
+fn stop_strings_cancellation_and_sampling() {
+    let bytes = convert(Quant::F32);
+    let model = Model::load(&bytes).unwrap();
+    let k = kernels();
+    let engine = Engine {
+        model: &model,
+        kernels: &k,
+        exec: &Inline,
+    };
+    let run = |params: &GenerateParams, cancel: &dyn Fn() -> bool| {
+        let mut state = State::new(&model.config, 256, 64);
+        let mut streamed = String::new();
+        let g = engine
+            .generate(&mut state, &[1], params, no_clock, cancel, &mut |_, t| {
+                streamed.push_str(t)
+            })
+            .unwrap();
+        assert_eq!(streamed, g.text);
+        g
+    };
+    // Stop string: the text ends right before its first occurrence.
+    let params = GenerateParams {
+        max_tokens: 200,
+        stop_strings: vec!["red ball".into()],
+        ..GenerateParams::default()
+    };
+    let g = run(&params, &|| false);
+    assert_eq!(g.stop, StopReason::StopString);
+    let cut = EXPECTED.find("red ball").unwrap();
+    assert_eq!(g.text, &EXPECTED[..cut]);
+
+    // Cancellation is checked between tokens.
+    let calls = std::cell::Cell::new(0);
+    let cancel = || {
+        calls.set(calls.get() + 1);
+        calls.get() > 10
+    };
+    let g = run(
+        &GenerateParams {
+            max_tokens: 200,
+            ..GenerateParams::default()
+        },
+        &cancel,
+    );
+    assert_eq!(g.stop, StopReason::Cancelled);
+    assert_eq!(g.tokens.len(), 10);
+    assert!(EXPECTED.starts_with(&g.text));
+
+    // Sampling: reproducible per seed, different across seeds, stops at max_tokens.
+    let sampled = |seed| {
+        let p = GenerateParams {
+            max_tokens: 60,
+            sampler: inference::SamplerConfig {
+                temperature: 0.9,
+                top_k: 40,
+                top_p: 0.95,
+                repetition_penalty: 1.1,
+                seed,
+                ..Default::default()
+            },
+            ..GenerateParams::default()
+        };
+        run(&p, &|| false)
+    };
+    let (a, b, c) = (sampled(7), sampled(7), sampled(8));
+    assert_eq!(a.tokens, b.tokens);
+    assert_ne!(a.tokens, c.tokens);
+    assert!(a.tokens.len() <= 60);
+    assert!(a.stop == StopReason::MaxTokens || a.stop == StopReason::Eos);
+}
+
+/// End to end, every kernel variant this CPU runs agrees with the scalar kernels on the
+/// quantised models. Not bit for bit: the f32 accumulation order differs, and a last-bit
+/// change can flip the rounding of an activation when it is re-quantised to Q8 at the next
+/// matmul, so differences compound over the layers; they stay well below the quantisation
+/// error itself (Q4_0 vs f32: 4.6). A single matmul differs by about one ulp.
+#[test]
+fn host_kernel_variants_match_scalar_on_quantised_models() {
+    let reference_bytes = convert(Quant::F32);
+    let reference = Model::load(&reference_bytes).unwrap();
+    let (tokens, _, _) = greedy(&reference, 100);
+    let mut seq = vec![1];
+    seq.extend(&tokens);
+    let scalar = kernels();
+    let host = mk_models::host::host_features();
+    for q in [Quant::Q8_0, Quant::Q4_0, Quant::Q4_1] {
+        let bytes = convert(q);
+        let model = Model::load(&bytes).unwrap();
+        let base = all_logits(&model, &seq, &scalar, &Inline);
+        for v in inference::kernels::KernelVariant::ALL {
+            let Some(k) = Kernels::with_variant(v, &host) else {
+                continue;
+            };
+            let l = all_logits(&model, &seq, &k, &Inline);
+            let max = base
+                .iter()
+                .zip(&l)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let top1 = base
+                .chunks_exact(512)
+                .zip(l.chunks_exact(512))
+                .filter(|(a, b)| inference::sampler::argmax(a) == inference::sampler::argmax(b))
+                .count();
+            println!(
+                "{q:?} {v:?}: max |logit - scalar| = {max}, top-1 equal {top1}/{}",
+                seq.len()
+            );
+            assert!(max < 1.0, "{q:?} {v:?}: {max}");
+            assert!(top1 * 100 >= seq.len() * 97, "{q:?} {v:?}: {top1}");
+        }
+    }
 }

@@ -12,13 +12,16 @@ use crate::format::token_type;
 #[derive(Clone, Debug)]
 pub struct Gpt2Tokenizer {
     pub(super) vocab: Vocab,
-    /// Token of each single byte.
+    /// Token of each single byte; `NO_TOKEN` for bytes the vocabulary lacks (SmolLM2 has
+    /// 235 of the 256): such a byte never merges and is dropped, as llama.cpp does.
     byte_token: [u32; 256],
     /// (left << 32 | right) -> (rank, merged token).
     merges: BTreeMap<u64, (u32, u32)>,
     /// Control / user-defined tokens recognised in text when `special` is on, longest first.
     specials: Vec<u32>,
 }
+
+const NO_TOKEN: u32 = u32::MAX;
 
 fn is_special(ty: u8) -> bool {
     ty == token_type::CONTROL || ty == token_type::USER_DEFINED
@@ -38,9 +41,14 @@ impl Gpt2Tokenizer {
                 .ok()
                 .map(|i| sorted[i])
         };
-        let mut byte_token = [0u32; 256];
+        let mut byte_token = [NO_TOKEN; 256];
         for (b, slot) in byte_token.iter_mut().enumerate() {
-            *slot = lookup(&[b as u8]).ok_or(TokenizerError::MissingByteToken(b as u8))?;
+            if let Some(id) = lookup(&[b as u8]) {
+                *slot = id;
+            }
+        }
+        if byte_token.iter().all(|&t| t == NO_TOKEN) {
+            return Err(TokenizerError::MissingByteToken(0));
         }
         let mut merges = BTreeMap::new();
         let mut joined = Vec::new();
@@ -123,7 +131,7 @@ impl Gpt2Tokenizer {
                 syms[i] = merged;
                 syms.remove(i + 1);
             }
-            out.extend_from_slice(&syms);
+            out.extend(syms.iter().copied().filter(|&t| t != NO_TOKEN));
         }
     }
 

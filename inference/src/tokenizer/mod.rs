@@ -73,6 +73,8 @@ impl core::fmt::Display for TokenizerError {
 
 /// A ready-to-use tokenizer.
 #[derive(Clone, Debug)]
+// One per model, never moved in hot paths: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Tokenizer {
     SentencePiece(SentencePieceTokenizer),
     Gpt2(Gpt2Tokenizer),

@@ -122,10 +122,12 @@ mod tests {
     fn gpt2_pattern_pieces() {
         assert_eq!(
             pretokenize("Hello world, it's  me!\n\nok"),
-            ["Hello", " world", ",", " it", "'s", " ", " me", "!", "\n", "\n", "ok"]
-                .iter()
-                .map(|s| *s)
-                .collect::<Vec<_>>()
+            [
+                "Hello", " world", ",", " it", "'s", " ", " me", "!", "
+", "
+", "ok"
+            ]
+            .to_vec()
         );
     }
 

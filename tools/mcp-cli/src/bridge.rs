@@ -6,6 +6,7 @@
 //! cancellation and logging pass through unchanged. Only framing is translated.
 
 use std::io::{self, BufRead, Read, Write};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 
 use mcp::frame::{encode_frame, FrameDecoder, FrameEvent};
@@ -20,19 +21,74 @@ pub fn run(stream: Stream, max_frame: usize) -> Result<(), String> {
     let mut writer = stream
         .try_clone()
         .map_err(|e| format!("cannot clone the guest stream: {e}"))?;
+    let pending = Pending::default();
+    let waiter = pending.clone();
     // The stdin side blocks in read(); it is left behind (and ends with the process) when
     // the guest closes first.
     thread::spawn(move || {
-        if let Err(e) = stdin_to_guest(&mut writer) {
+        if let Err(e) = stdin_to_guest(&mut writer, &waiter) {
             eprintln!("mcp-cli bridge: {e}");
         }
+        // A vsock peer that half-closes is closed for sending too (vhost-device-vsock
+        // turns EOF into a full SHUTDOWN): wait for the answers to what was asked first.
+        waiter.wait_until_answered();
         // Tell the guest we are done sending; it answers what it has and closes.
         let _ = writer.shutdown_write();
     });
-    guest_to_stdout(stream, max_frame)
+    let result = guest_to_stdout(stream, max_frame, &pending);
+    pending.guest_gone();
+    result
 }
 
-fn stdin_to_guest(guest: &mut Stream) -> Result<(), String> {
+/// Requests sent to the guest and not answered (nor cancelled) yet.
+#[derive(Clone, Default)]
+struct Pending(Arc<(Mutex<(i64, bool)>, Condvar)>);
+
+impl Pending {
+    fn add(&self, n: i64) {
+        let (lock, cv) = &*self.0;
+        lock.lock().unwrap().0 += n;
+        cv.notify_all();
+    }
+
+    fn guest_gone(&self) {
+        let (lock, cv) = &*self.0;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+
+    fn wait_until_answered(&self) {
+        let (lock, cv) = &*self.0;
+        let mut g = lock.lock().unwrap();
+        while g.0 > 0 && !g.1 {
+            g = cv.wait(g).unwrap();
+        }
+    }
+}
+
+/// +1 per request (and batch element) sent, -1 per cancellation; responses count -1 on the
+/// way back. Only counted, never altered.
+fn request_balance(payload: &[u8], from_client: bool) -> i64 {
+    let Ok(v) = serde_json::from_slice::<Value>(payload) else {
+        return 0;
+    };
+    let one = |m: &Value| -> i64 {
+        let has_id = m.get("id").is_some_and(|id| !id.is_null());
+        let method = m.get("method").and_then(Value::as_str);
+        match (from_client, method) {
+            (true, Some("notifications/cancelled")) => -1,
+            (true, Some(_)) if has_id => 1,
+            (false, None) if has_id => -1,
+            _ => 0,
+        }
+    };
+    match &v {
+        Value::Array(items) => items.iter().map(one).sum(),
+        m => one(m),
+    }
+}
+
+fn stdin_to_guest(guest: &mut Stream, pending: &Pending) -> Result<(), String> {
     let stdin = io::stdin();
     let mut input = stdin.lock();
     let mut line = Vec::new();
@@ -48,6 +104,7 @@ fn stdin_to_guest(guest: &mut Stream) -> Result<(), String> {
         if trimmed.is_empty() {
             continue;
         }
+        pending.add(request_balance(trimmed, true));
         if let Err(e) = guest.write_all(&encode_frame(trimmed)) {
             return Err(format!("writing to the guest failed: {e}"));
         }
@@ -66,7 +123,7 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[start..end]
 }
 
-fn guest_to_stdout(mut guest: Stream, max_frame: usize) -> Result<(), String> {
+fn guest_to_stdout(mut guest: Stream, max_frame: usize, pending: &Pending) -> Result<(), String> {
     let stdout = io::stdout();
     let mut decoder = FrameDecoder::new(max_frame);
     let mut buf = vec![0u8; 64 * 1024];
@@ -82,7 +139,10 @@ fn guest_to_stdout(mut guest: Stream, max_frame: usize) -> Result<(), String> {
         let mut out = stdout.lock();
         for event in events.drain(..) {
             let line = match event {
-                FrameEvent::Frame(payload) => one_line(payload),
+                FrameEvent::Frame(payload) => {
+                    pending.add(request_balance(&payload, false));
+                    one_line(payload)
+                }
                 FrameEvent::Oversized { len, limit } => local_error(&format!(
                     "bridge: the guest sent a {len}-byte frame, over the {limit}-byte limit"
                 )),
@@ -130,6 +190,25 @@ mod tests {
     fn trims_line_endings() {
         assert_eq!(trim_line(b"  {}\r\n"), b"{}");
         assert_eq!(trim_line(b"\n"), b"");
+    }
+
+    #[test]
+    fn counts_requests_and_answers() {
+        let req = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        assert_eq!(request_balance(req, true), 1);
+        let note = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        assert_eq!(request_balance(note, true), 0);
+        let cancel =
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#;
+        assert_eq!(request_balance(cancel, true), -1);
+        let batch =
+            br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#;
+        assert_eq!(request_balance(batch, true), 2);
+        let resp = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+        assert_eq!(request_balance(resp, false), -1);
+        let progress = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#;
+        assert_eq!(request_balance(progress, false), 0);
+        assert_eq!(request_balance(b"not json", true), 0);
     }
 
     #[test]

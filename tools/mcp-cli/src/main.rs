@@ -1,6 +1,7 @@
 //! mcp-cli: talk to microkernelia's MCP server (or the host test server), and bridge it to
 //! standard stdio MCP clients.
 
+mod boot;
 mod bridge;
 mod client;
 mod commands;
@@ -24,6 +25,12 @@ targets (one of):
   --vsock-uds PATH --port N   vhost-device-vsock Unix socket and guest vsock port
   --tcp HOST:PORT             plain TCP (host test server)
   --unix PATH                 plain Unix socket (host test server)
+  --boot x86_64|aarch64 [--machine q35|microvm|virt] [--model PATH] [--kernel IMAGE]
+        [--accel tcg|kvm] [--ready-timeout-s S]
+                              a VM booted for this command (stopped when it ends);
+                              default model build/share/smollm2-135m-instruct.q8_0.safetensors
+  --host-engine MODEL [--threads N]
+                              the same tools and engine in this process, on this CPU
 
 commands:
   tools [--json]                         list the server's tools
@@ -35,9 +42,13 @@ commands:
                                          N infer calls; tokens/s median and spread
   bridge                                 stdio MCP server (newline-delimited JSON-RPC)
                                          relayed to the target over framed JSON-RPC
+                                         (with --boot: the VM stops when stdin closes)
   serve (--tcp ADDR | --unix PATH) [--token-delay-ms MS]
                                          host test server: the mcp crate's server loop
                                          with test tools (echo, count, infer, health, logs)
+  serve (--tcp ADDR | --unix PATH) --model PATH [--threads N]
+                                         the kernel's real tools (mk-service) and engine
+                                         on the host, the model's directory as the share
 
 options: --max-frame BYTES (default 1048576)
          --timeout-ms MS  give up when the server is silent this long (client commands)
@@ -65,6 +76,14 @@ const VALUE_FLAGS: &[&str] = &[
     "--prompt",
     "--token-delay-ms",
     "--timeout-ms",
+    "--boot",
+    "--machine",
+    "--model",
+    "--kernel",
+    "--accel",
+    "--ready-timeout-s",
+    "--threads",
+    "--host-engine",
 ];
 const BOOL_FLAGS: &[&str] = &["--json", "--follow", "--stateless", "--help", "-h"];
 
@@ -148,6 +167,37 @@ impl Args {
     }
 }
 
+/// `--host-engine MODEL`: the real service (`serve --model`) in a thread of this process on
+/// a private Unix socket; returns a connection to it.
+fn host_engine(model: &str, threads: usize, max_frame: usize) -> Result<target::Stream, String> {
+    let sock = std::env::temp_dir().join(format!("mcp-cli-host-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let opts = serve::ServeOptions {
+        tcp: None,
+        unix: Some(sock.display().to_string()),
+        token_delay: Duration::ZERO,
+        max_frame,
+        model: Some(model.into()),
+        threads,
+    };
+    // Serves until the process exits.
+    std::thread::spawn(move || {
+        if let Err(e) = serve::run_quiet(opts) {
+            eprintln!("mcp-cli: host engine: {e}");
+        }
+    });
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(s) = std::os::unix::net::UnixStream::connect(&sock) {
+            return Ok(target::Stream::Unix(s));
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            return Err(format!("host engine for {model} did not start"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(true) => ExitCode::SUCCESS,
@@ -179,14 +229,40 @@ fn run() -> Result<bool, String> {
             unix: args.get("--unix").map(Into::into),
             token_delay: Duration::from_millis(delay),
             max_frame,
+            model: args.get("--model").map(Into::into),
+            threads: args.number::<usize>("--threads")?.unwrap_or(1),
         })?;
         return Ok(true);
     }
 
-    let target = args.target()?;
-    let stream = target.connect()?;
+    // The server: a VM booted for this command, the engine on this host, or a target.
+    let mut vm = None;
+    let stream = if let Some(arch) = args.get("--boot") {
+        let (booted, stream) = boot::boot(&boot::BootOptions {
+            arch: arch.to_string(),
+            machine: args.get("--machine").map(Into::into),
+            model: args.get("--model").map(Into::into),
+            kernel: args.get("--kernel").map(Into::into),
+            accel: args.get("--accel").map(Into::into),
+            ready_timeout: Duration::from_secs(
+                args.number::<u64>("--ready-timeout-s")?.unwrap_or(300),
+            ),
+        })?;
+        vm = Some(booted);
+        stream
+    } else if let Some(model) = args.get("--host-engine") {
+        host_engine(
+            model,
+            args.number::<usize>("--threads")?.unwrap_or(1),
+            max_frame,
+        )?
+    } else {
+        args.target()?.connect()?
+    };
     if command == "bridge" {
-        bridge::run(stream, max_frame)?;
+        let result = bridge::run(stream, max_frame);
+        drop(vm);
+        result?;
         return Ok(true);
     }
 

@@ -98,21 +98,39 @@ pub struct ServeOptions {
     pub unix: Option<String>,
     pub token_delay: Duration,
     pub max_frame: usize,
+    /// Serve the kernel's real tools (mk-service) with this model file instead of the test
+    /// tools; its directory is the share.
+    pub model: Option<std::path::PathBuf>,
+    /// Matmul threads for the real service.
+    pub threads: usize,
 }
 
 /// Binds, prints `listening <tcp|unix> <address>` on stdout, and serves forever.
 pub fn run(opts: ServeOptions) -> Result<(), String> {
+    serve(opts, true)
+}
+
+/// Like [`run`] without the `listening` line (stdout belongs to the caller).
+pub fn run_quiet(opts: ServeOptions) -> Result<(), String> {
+    serve(opts, false)
+}
+
+fn serve(opts: ServeOptions, announce: bool) -> Result<(), String> {
     let listener = match (&opts.tcp, &opts.unix) {
         (Some(addr), None) => {
             let l = TcpListener::bind(addr).map_err(|e| format!("cannot bind tcp {addr}: {e}"))?;
             let local = l.local_addr().map_err(|e| e.to_string())?;
-            println!("listening tcp {local}");
+            if announce {
+                println!("listening tcp {local}");
+            }
             Listener::Tcp(l)
         }
         (None, Some(path)) => {
             let l =
                 UnixListener::bind(path).map_err(|e| format!("cannot bind unix {path}: {e}"))?;
-            println!("listening unix {path}");
+            if announce {
+                println!("listening unix {path}");
+            }
             Listener::Unix(l, path.clone())
         }
         _ => return Err("serve needs exactly one of --tcp HOST:PORT or --unix PATH".into()),
@@ -126,21 +144,30 @@ pub fn run(opts: ServeOptions) -> Result<(), String> {
 
     let start = Instant::now();
     let log = Rc::new(RefCell::new(LogRing::new(4096)));
-    log.borrow_mut().push(
-        LogLevel::Info,
-        0,
-        "test server started (echo generator, no model)",
-    );
-    let config = ServerConfig {
-        name: "microkernelia-test".into(),
-        title: Some("microkernelia host test server".into()),
-        instructions: Some(
-            "Host test server: the infer tool echoes prompt words; no model is loaded.".into(),
-        ),
-        max_frame: opts.max_frame,
-        ..ServerConfig::default()
+    let (config, tools) = match &opts.model {
+        Some(model) => real_service(model, opts.threads, &log, opts.max_frame)?,
+        None => {
+            log.borrow_mut().push(
+                LogLevel::Info,
+                0,
+                "test server started (echo generator, no model)",
+            );
+            let config = ServerConfig {
+                name: "microkernelia-test".into(),
+                title: Some("microkernelia host test server".into()),
+                instructions: Some(
+                    "Host test server: the infer tool echoes prompt words; no model is loaded."
+                        .into(),
+                ),
+                max_frame: opts.max_frame,
+                ..ServerConfig::default()
+            };
+            (
+                config,
+                test_tools::registry(opts.token_delay, log.clone(), start),
+            )
+        }
     };
-    let tools = test_tools::registry(opts.token_delay, log.clone(), start);
     let mut server_loop: ServerLoop<SocketConnection> = ServerLoop::new(Server::new(config, tools));
     let mut acceptor = LoggingAcceptor {
         listener,
@@ -164,6 +191,61 @@ pub fn run(opts: ServeOptions) -> Result<(), String> {
             thread::sleep(Duration::from_micros(pause));
         }
     }
+}
+
+/// The kernel's tools (mk-service) on the host: the model's directory is the share, the
+/// engine runs with this CPU's best kernels on `threads` threads.
+fn real_service(
+    model: &std::path::Path,
+    threads: usize,
+    log: &test_tools::SharedLog,
+    max_frame: usize,
+) -> Result<(ServerConfig, mcp::ToolRegistry), String> {
+    use mk_service::host::{DirFs, HostMemory, RingLogs};
+    let dir = model
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = model
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("model file name is not UTF-8")?;
+    let features = mk_models::host::host_features();
+    let platform = mk_service::Platform {
+        fs: Box::new(DirFs::new(dir)),
+        logs: Box::new(RingLogs(log.clone())),
+        memory: Box::new(HostMemory),
+        clock: mk_models::host::clock_ns,
+        executor: Box::new(mk_models::host::ScopedThreads {
+            threads: threads.max(1),
+        }),
+        info: mk_service::PlatformInfo {
+            kernel_version: env!("CARGO_PKG_VERSION").into(),
+            arch: std::env::consts::ARCH,
+            cpu_feature_names: Vec::new(),
+            cpu_features: features,
+        },
+    };
+    let service = mk_service::Service::new(platform, mk_service::ModelLimits::default());
+    let summary = service.load(name)?;
+    log.borrow_mut().push(
+        LogLevel::Info,
+        0,
+        format!(
+            "host service: {summary}, kernels {}, {threads} thread(s)",
+            service.kernel_variant()
+        ),
+    );
+    let mut tools = mcp::ToolRegistry::new();
+    service.register(&mut tools)?;
+    let config = ServerConfig {
+        name: "microkernelia-host".into(),
+        title: Some("microkernelia engine on the host".into()),
+        max_frame,
+        ..ServerConfig::default()
+    };
+    // The service's state lives in the tools (Rc); the Service handle can go.
+    Ok((config, tools))
 }
 
 /// Accepts connections for the server loop (also while a tool runs) and logs them.

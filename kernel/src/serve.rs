@@ -1,0 +1,106 @@
+//! Serving the model: at boot, mount the virtio-fs share, load `model=<path>` from it, register
+//! the MCP tools (mk-service) and serve MCP on vsock port `port=` (default 5000) forever.
+//!
+//! Command line: `model=<path in the share>` (optional: `load_model` can load one later),
+//! `port=<vsock port>`, `context=<KV cache positions>` (default 1024, capped at the model's).
+
+use alloc::rc::Rc;
+use alloc::string::String;
+use core::cell::RefCell;
+
+use arch::BootInfo;
+use drivers::vsock::VsockServer;
+use mcp::{Server, ServerConfig, ServerLoop, ToolRegistry};
+use mk_service::{ModelLimits, Service};
+
+use crate::devices;
+
+mod platform;
+mod vsock_conn;
+
+use vsock_conn::{VsockAcceptor, VsockConnection};
+
+pub const DEFAULT_PORT: u32 = 5000;
+
+/// Whether the command line asks for the MCP server.
+pub fn wanted(info: &BootInfo) -> bool {
+    let c = info.cmdline();
+    c.get("model").is_some() || c.get("port").is_some() || c.get("serve").is_some()
+}
+
+fn number<T: core::str::FromStr>(info: &BootInfo, key: &str, default: T) -> Result<T, String> {
+    match info.cmdline().get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| alloc::format!("bad {key}={v:?}: expected a number")),
+    }
+}
+
+/// Brings the devices and the service up and serves; returns only on a fatal setup error.
+pub fn run(info: &BootInfo) -> String {
+    let port: u32 = match number(info, "port", DEFAULT_PORT) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let limits = ModelLimits {
+        max_context: match number(info, "context", ModelLimits::default().max_context) {
+            Ok(c) if c > 0 => c,
+            Ok(_) => return String::from("context=0: need at least one position"),
+            Err(e) => return e,
+        },
+        ..ModelLimits::default()
+    };
+    let devices = devices::init(info);
+    let kicker = devices.vsock_kicker;
+    let Some(fs) = devices.fs else {
+        return String::from(
+            "no virtio-fs device: the model share is attached with vhost-user-fs (make run-*)",
+        );
+    };
+    let Some(vsock) = devices.vsock else {
+        return String::from("no vsock device: MCP is served over vhost-user-vsock (make run-*)");
+    };
+
+    let service = Service::new(platform::platform(fs), limits);
+    log::info!("matmul kernels: {}", service.kernel_variant());
+    let mut model = String::from("none");
+    if let Some(path) = info.cmdline().get("model") {
+        match service.load(path) {
+            Ok(summary) => {
+                log::info!("model: loaded {path}: {summary}");
+                model = String::from(path);
+            }
+            // Still serve: `load_model` can load another one.
+            Err(e) => log::error!("model: {e}"),
+        }
+    }
+    let mut tools = ToolRegistry::new();
+    if let Err(e) = service.register(&mut tools) {
+        return e;
+    }
+    let config = ServerConfig {
+        name: String::from("microkernelia"),
+        version: String::from(env!("CARGO_PKG_VERSION")),
+        ..ServerConfig::default()
+    };
+    let mut server_loop: ServerLoop<VsockConnection> = ServerLoop::new(Server::new(config, tools));
+    let mut server = VsockServer::new(vsock, port, devices::vsock_clock());
+    if let Some(k) = kicker {
+        // Re-rings the doorbells while idle (notifications virtio-drivers may skip).
+        server = server.with_kicker(k);
+    }
+    let vsock = Rc::new(RefCell::new(server));
+    let cid = vsock.borrow().guest_cid();
+    let mut acceptor = VsockAcceptor(vsock);
+    log::info!(
+        "mcp ready: vsock cid {cid} port {port}, model {model}, kernels {}: {} us since first instruction",
+        service.kernel_variant(),
+        arch::time::since_boot_ns() / 1000
+    );
+    loop {
+        if !server_loop.poll_accepting(&mut acceptor) {
+            devices::idle();
+        }
+    }
+}

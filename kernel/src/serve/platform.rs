@@ -1,0 +1,198 @@
+//! The service's platform interfaces over the kernel: virtio-fs for the share, the logger's
+//! ring for `logs`, the heap's counters, the arch CPU features (mapped to the engine's).
+
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use drivers::virtiofs::File;
+use mcp::log_ring::{LogLine, LogPage};
+use mcp::LogLevel;
+use mk_service::{
+    DirEntry, FileHandle, LogSource, MemoryStats, Platform, PlatformInfo, ReadOnlyFs,
+};
+
+use crate::devices::Fs;
+
+/// The share over virtio-fs; open files live in slots indexed by the handle.
+pub struct ShareFs {
+    fs: Fs,
+    files: Vec<Option<File>>,
+}
+
+/// The service names the root `""`; FUSE path resolution wants `/`.
+fn share_path(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+impl ReadOnlyFs for ShareFs {
+    fn open(&mut self, path: &str) -> Result<FileHandle, String> {
+        let f = self.fs.open(share_path(path)).map_err(|e| e.to_string())?;
+        let slot = match self.files.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.files.push(None);
+                self.files.len() - 1
+            }
+        };
+        self.files[slot] = Some(f);
+        Ok(FileHandle(slot as u64))
+    }
+
+    fn size(&mut self, h: FileHandle) -> Result<u64, String> {
+        let mut f = self
+            .files
+            .get_mut(h.0 as usize)
+            .and_then(Option::take)
+            .ok_or_else(|| "bad file handle".to_string())?;
+        let r = self.fs.size(&mut f).map_err(|e| e.to_string());
+        self.files[h.0 as usize] = Some(f);
+        r
+    }
+
+    fn read_at(&mut self, h: FileHandle, offset: u64, buf: &mut [u8]) -> Result<usize, String> {
+        // Split borrow: the file is moved out while the client reads.
+        let f = self
+            .files
+            .get_mut(h.0 as usize)
+            .and_then(Option::take)
+            .ok_or_else(|| "bad file handle".to_string())?;
+        let r = self.fs.read_at(&f, offset, buf).map_err(|e| e.to_string());
+        self.files[h.0 as usize] = Some(f);
+        r
+    }
+
+    fn close(&mut self, h: FileHandle) {
+        if let Some(f) = self.files.get_mut(h.0 as usize).and_then(Option::take) {
+            if let Err(e) = self.fs.close(f) {
+                log::warn!("virtio-fs: close: {e}");
+            }
+        }
+    }
+
+    fn list(&mut self, dir: &str) -> Result<Vec<DirEntry>, String> {
+        let entries = self.fs.list(share_path(dir)).map_err(|e| e.to_string())?;
+        Ok(entries
+            .into_iter()
+            .map(|e| DirEntry {
+                name: e.name,
+                is_dir: e.is_dir,
+                size: e.size,
+            })
+            .collect())
+    }
+}
+
+/// The kernel log ring, as `logs` pages it. A line is `[    s.micros] LEVEL text`.
+pub struct KernelLogs;
+
+fn parse_line(line: &str) -> (u64, LogLevel, &str) {
+    let mut ms = 0;
+    let mut rest = line;
+    if let Some(end) = line.find(']') {
+        let stamp = line[1..end].trim();
+        if let Some((s, us)) = stamp.split_once('.') {
+            let s: u64 = s.parse().unwrap_or(0);
+            let us: u64 = us.parse().unwrap_or(0);
+            ms = s * 1000 + us / 1000;
+        }
+        rest = line[end + 1..].trim_start();
+    }
+    let (level, text) = match rest.split_once(' ') {
+        Some((l, t)) => (l, t.trim_start()),
+        None => ("INFO", rest),
+    };
+    let level = match level {
+        "ERROR" => LogLevel::Error,
+        "WARN" => LogLevel::Warning,
+        "INFO" => LogLevel::Info,
+        _ => LogLevel::Debug,
+    };
+    (ms, level, text)
+}
+
+impl LogSource for KernelLogs {
+    fn page(&self, cursor: u64, min_level: LogLevel, limit: usize) -> LogPage {
+        let mut lines = Vec::new();
+        let mut dropped = 0;
+        let next_cursor = crate::logger::read_from(cursor, |text, at, skipped| {
+            if skipped {
+                dropped = 1;
+            }
+            let (ms, level, text) = parse_line(text);
+            if level >= min_level {
+                lines.push(LogLine {
+                    seq: at,
+                    level,
+                    ms,
+                    text: String::from(text),
+                });
+            }
+            lines.len() < limit
+        });
+        LogPage {
+            lines,
+            next_cursor,
+            dropped,
+        }
+    }
+}
+
+pub struct HeapStats;
+
+impl MemoryStats for HeapStats {
+    fn heap_used_bytes(&self) -> u64 {
+        crate::heap::used_bytes()
+    }
+    fn heap_free_bytes(&self) -> u64 {
+        crate::heap::free_bytes()
+    }
+}
+
+/// Engine features from the arch's CPUID / ID-register decoding. AVX state must also be
+/// enabled in XCR0 (bit 2: YMM; bits 5-7: AVX-512), else those instructions fault.
+pub fn engine_features(f: &arch::CpuFeatures) -> inference::kernels::CpuFeatures {
+    let ymm = f.xcr0 & 0b110 == 0b110;
+    let zmm = ymm && f.xcr0 & 0xe0 == 0xe0;
+    inference::kernels::CpuFeatures {
+        avx2: ymm && f.avx2,
+        fma: ymm && f.fma,
+        f16c: ymm && f.f16c,
+        avx512f: zmm && f.avx512f,
+        avx512bw: zmm && f.avx512bw,
+        avx512vl: zmm && f.avx512vl,
+        avx512vnni: zmm && f.avx512vnni,
+        avxvnni: ymm && f.avx_vnni,
+        neon: f.neon,
+        dotprod: f.dotprod,
+        i8mm: f.i8mm,
+    }
+}
+
+pub fn platform(fs: Fs) -> Platform {
+    let f = arch::cpu::features();
+    Platform {
+        fs: Box::new(ShareFs {
+            fs,
+            files: Vec::new(),
+        }),
+        logs: Box::new(KernelLogs),
+        memory: Box::new(HeapStats),
+        clock: arch::time::since_boot_ns,
+        executor: Box::new(inference::exec::Inline),
+        info: PlatformInfo {
+            kernel_version: String::from(env!("CARGO_PKG_VERSION")),
+            arch: if cfg!(target_arch = "x86_64") {
+                "x86_64"
+            } else {
+                "aarch64"
+            },
+            cpu_feature_names: f.simd_names().map(String::from).collect(),
+            cpu_features: engine_features(f),
+        },
+    }
+}
