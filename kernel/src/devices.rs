@@ -42,10 +42,26 @@ static DMA: DmaOps = DmaOps {
 };
 
 /// Called between empty device polls: lets other cooperative tasks run
-/// (a no-op in the boot context), then pauses the CPU briefly.
+/// (a no-op in the boot context), then waits. The first millisecond of an
+/// idle streak spins (a reply from virtiofsd takes microseconds); after that
+/// the CPU sleeps in 200 µs slices (`arch::cpu::idle`), so a server waiting
+/// for connections does not burn a host core. A gap of more than 20 µs
+/// between calls means work happened: a new streak.
 pub fn idle() {
+    use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static LAST_CALL_NS: AtomicU64 = AtomicU64::new(0);
+    static STREAK_START_NS: AtomicU64 = AtomicU64::new(0);
     crate::task::yield_now();
-    core::hint::spin_loop();
+    let now = arch::time::now_ns();
+    if now.saturating_sub(LAST_CALL_NS.load(Relaxed)) > 20_000 {
+        STREAK_START_NS.store(now, Relaxed);
+    }
+    if now.saturating_sub(STREAK_START_NS.load(Relaxed)) > 1_000_000 {
+        arch::cpu::idle(200_000);
+    } else {
+        core::hint::spin_loop();
+    }
+    LAST_CALL_NS.store(arch::time::now_ns(), Relaxed);
 }
 
 pub fn fs_clock() -> virtiofs::Clock {
