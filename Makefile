@@ -17,6 +17,9 @@ export CARGO_TERM_COLOR ?= never
 KERNEL_CARGO := cd kernel && RUSTC_BOOTSTRAP=1 $(CARGO) build --release
 BUILD_STD := -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem
 RUNNER := target/release/mk-run
+BOOT_TEST_TIMEOUT ?= 1200
+
+include tools/mcp-cli/mcp.mk
 
 .PHONY: all setup runner test test-host test-boot clippy fmt
 all: build-x86
@@ -27,7 +30,8 @@ setup:
 runner: setup
 	@$(CARGO) build -q --release -p ci --bin mk-run
 
-test-host: setup
+# The mcp-cli tests drive the bridge with the pinned MCP Inspector CLI (mcp-setup).
+test-host: setup mcp-setup
 	$(CARGO) test --workspace
 
 # Boot tests of each arch in ARCHES (test-boot-x86_64 → test-boot-x86, ...).
@@ -48,28 +52,75 @@ X86_MACHINE := $(if $(MACHINE),$(MACHINE),q35)
 X86_TARGET_JSON := $(CURDIR)/arch/targets/x86_64-microkernelia.json
 X86_KERNEL := kernel/target/x86_64-microkernelia/release/kernel
 
-.PHONY: build-x86 run-x86 test-boot-x86 check-float-x86 bench-boot-x86
+.PHONY: build-x86 run-x86 test-boot-x86 check-float-x86 bench-boot-x86 clippy-x86
 build-x86: setup
 	$(KERNEL_CARGO) --target $(X86_TARGET_JSON) $(BUILD_STD) -Zjson-target-spec
 
+# GDB=1: QEMU waits for `gdb <kernel> -ex 'target remote :1234'`.
 run-x86: build-x86 runner
 	$(RUNNER) run --interactive --machine $(X86_MACHINE) --accel $(ACCEL) \
-		--kernel $(X86_KERNEL) $(if $(APPEND),--append "$(APPEND)")
+		--kernel $(X86_KERNEL) $(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
 
 # Float code must be SSE, not soft-float calls (objdump/nm proof).
 check-float-x86: build-x86 runner
 	$(RUNNER) check-float $(X86_KERNEL)
 
 # Boots q35 and microvm: self-tests, each fault in its own boot, timeouts.
+# Every boot has its own timeout in the runner; BOOT_TEST_TIMEOUT bounds the whole suite.
 test-boot-x86: build-x86 check-float-x86
-	MK_KERNEL_X86=$(CURDIR)/$(X86_KERNEL) $(CARGO) test --release -p ci --features vm \
-		--test boot_x86 -- --test-threads=2
+	MK_KERNEL_X86=$(CURDIR)/$(X86_KERNEL) timeout $(BOOT_TEST_TIMEOUT) \
+		$(CARGO) test --release -p ci --features vm --test boot_x86 -- --test-threads=2
+
+# Lints the bare-metal code (arch/src/x86_64, kernel) that `make clippy` cannot see.
+clippy-x86: setup
+	cd kernel && RUSTC_BOOTSTRAP=1 $(CARGO) clippy --release --target $(X86_TARGET_JSON) \
+		$(BUILD_STD) -Zjson-target-spec -- -D warnings
+	RUSTC_BOOTSTRAP=1 $(CARGO) clippy -p arch --release --target $(X86_TARGET_JSON) \
+		$(BUILD_STD) -Zjson-target-spec -- -D warnings
 
 bench-boot-x86: build-x86 runner
 	$(RUNNER) boot-time --machine q35 --machine microvm --kernel $(X86_KERNEL) --runs 11
 
 # --------------------------------------------------------------- aarch64 ----
-# (build-arm, run-arm, test-boot-arm: added by the aarch64 port)
+# Built-in target aarch64-unknown-none (hard-float NEON, prebuilt core/alloc:
+# no build-std); frame pointers forced on for the trap report's backtrace. The
+# ELF (linked at 0x40080000 by arch/src/aarch64/link.ld) becomes a raw Linux
+# arm64 Image with llvm-objcopy from the llvm-tools component.
+#   make run-arm [CPU=max|cortex-a72|...] [APPEND="selftest=null-read"]
+ARM_TARGET := aarch64-unknown-none
+ARM_ELF := kernel/target/$(ARM_TARGET)/release/kernel
+ARM_IMAGE := kernel/target/$(ARM_TARGET)/release/Image
+ARM_CPU := $(if $(CPU),$(CPU),max)
+ARM_OBJCOPY = $(shell rustc --print sysroot)/lib/rustlib/$(shell rustc -vV | sed -n 's/^host: //p')/bin/llvm-objcopy
+
+.PHONY: build-arm run-arm test-boot-arm bench-boot-arm check-accel-arm clippy-arm
+build-arm: setup
+	cd kernel && RUSTFLAGS="-C force-frame-pointers=yes" $(CARGO) build --release --target $(ARM_TARGET)
+	$(ARM_OBJCOPY) -O binary $(ARM_ELF) $(ARM_IMAGE)
+
+# KVM can only run an aarch64 guest on an aarch64 host.
+check-accel-arm:
+	@if [ "$(ACCEL)" = kvm ] && [ "$$(uname -m)" != aarch64 ]; then \
+		echo "ACCEL=kvm needs an aarch64 host (this is $$(uname -m)); use ACCEL=tcg" >&2; exit 2; fi
+
+# GDB=1: QEMU waits for `gdb-multiarch $(ARM_ELF) -ex 'target remote :1234'`.
+run-arm: check-accel-arm build-arm runner
+	$(RUNNER) run --interactive --machine virt --accel $(ACCEL) --cpu $(ARM_CPU) \
+		--kernel $(ARM_IMAGE) $(if $(APPEND),--append "$(APPEND)") $(if $(GDB),--gdb)
+
+# Boots virt with -cpu max and cortex-a72: self-tests, each fault in its own boot.
+test-boot-arm: build-arm
+	MK_KERNEL_ARM=$(CURDIR)/$(ARM_IMAGE) timeout $(BOOT_TEST_TIMEOUT) \
+		$(CARGO) test --release -p ci --features vm --test boot_arm -- --test-threads=2
+
+# Lints the bare-metal aarch64 code (arch/src/aarch64, kernel).
+clippy-arm: setup
+	cd kernel && RUSTFLAGS="-C force-frame-pointers=yes" $(CARGO) clippy --release \
+		--target $(ARM_TARGET) -- -D warnings
+
+bench-boot-arm: build-arm runner
+	$(RUNNER) boot-time --machine virt --kernel $(ARM_IMAGE) --runs 11
+	$(RUNNER) boot-time --machine virt --cpu cortex-a72 --kernel $(ARM_IMAGE) --runs 11
 
 # ------------------------------------------------------------- inference ----
 # The inference crate's tests (incl. every NEON / dotprod / i8mm kernel against the scalar

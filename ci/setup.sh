@@ -9,6 +9,10 @@ need_apt=()
 command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
 [ -f /usr/share/qemu/qboot.rom ] || need_apt+=(qemu-system-data)
 command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)
+# The inference kernels' NEON/dotprod/i8mm tests run as aarch64 Linux binaries under qemu-user.
+command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
+command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
+[ -d /usr/aarch64-linux-gnu/lib ] || need_apt+=(libc6-dev-arm64-cross)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]}"
     SUDO=""
@@ -26,6 +30,6 @@ fi
 sysroot="$(rustc --print sysroot)"
 [ -d "$sysroot/lib/rustlib/src/rust/library" ] || rustup component add rust-src
 [ -x "$sysroot/lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objdump" ] || rustup component add llvm-tools
-for t in x86_64-unknown-none aarch64-unknown-none; do
+for t in x86_64-unknown-none aarch64-unknown-none aarch64-unknown-linux-gnu; do
     [ -d "$sysroot/lib/rustlib/$t" ] || rustup target add "$t"
 done

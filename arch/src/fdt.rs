@@ -89,6 +89,17 @@ fn cstr_at(b: &[u8], off: usize) -> Option<&str> {
     core::str::from_utf8(&tail[..len]).ok()
 }
 
+/// NUL-terminated string at `off` of a blob that [`Fdt::new`] validated (every
+/// node and property name there is terminated and UTF-8). Skipping the
+/// second UTF-8 check matters under TCG: boot walks the tree a few times.
+fn validated_str(b: &[u8], off: usize) -> Option<&str> {
+    let tail = b.get(off..)?;
+    let len = tail.iter().position(|&c| c == 0)?;
+    // SAFETY: `b` is immutable and `Fdt::new` checked this string with
+    // `cstr_at` (UTF-8) before any walker could reach it.
+    Some(unsafe { core::str::from_utf8_unchecked(&tail[..len]) })
+}
+
 /// A validated device tree blob. Cheap to copy.
 #[derive(Clone, Copy)]
 pub struct Fdt<'a> {
@@ -312,7 +323,7 @@ impl<'a> Fdt<'a> {
             fdt: *self,
             off: 0,
             depth: 0,
-            cells: [Cells::ROOT_PARENT; MAX_DEPTH + 1],
+            open: [OpenNode::NONE; MAX_DEPTH + 1],
         }
     }
 
@@ -353,6 +364,17 @@ impl<'a> Fdt<'a> {
         'a: 's,
     {
         self.nodes().filter(move |n| n.is_compatible(compat))
+    }
+
+    /// The node whose `phandle` (or legacy `linux,phandle`) is `phandle`, e.g.
+    /// to follow `interrupt-parent` or `msi-map` references.
+    pub fn node_by_phandle(&self, phandle: u32) -> Option<Node<'a>> {
+        self.nodes().find(|n| {
+            n.property("phandle")
+                .or_else(|| n.property("linux,phandle"))
+                .and_then(|p| p.as_u32())
+                == Some(phandle)
+        })
     }
 
     /// `/chosen/bootargs` (the kernel command line), if present.
@@ -425,13 +447,29 @@ impl Cells {
     const ROOT_PARENT: Cells = Cells::DEFAULT;
 }
 
+/// A node on the iterator's path from the root; its `#address-cells` /
+/// `#size-cells` are read only once a child shows up (most nodes are leaves,
+/// and walking is what boot spends its FDT time on).
+#[derive(Clone, Copy)]
+struct OpenNode {
+    props_off: usize,
+    child_cells: Option<Cells>,
+}
+
+impl OpenNode {
+    const NONE: OpenNode = OpenNode {
+        props_off: 0,
+        child_cells: Some(Cells::ROOT_PARENT),
+    };
+}
+
 /// Depth-first iterator over all nodes; see [`Fdt::nodes`].
 pub struct NodeIter<'a> {
     fdt: Fdt<'a>,
     off: usize,
     depth: usize,
-    /// `cells[d]` = cells a node at depth `d + 1` reads its `reg` with.
-    cells: [Cells; MAX_DEPTH + 1],
+    /// `open[d]` = the node at depth `d` on the current path.
+    open: [OpenNode; MAX_DEPTH + 1],
 }
 
 impl<'a> Iterator for NodeIter<'a> {
@@ -442,13 +480,18 @@ impl<'a> Iterator for NodeIter<'a> {
         loop {
             match be32(s, self.off)? {
                 TOKEN_BEGIN_NODE => {
-                    let name = cstr_at(s, self.off + 4)?;
+                    let name = validated_str(s, self.off + 4)?;
                     let props_off = align4(self.off + 4 + name.len() + 1);
                     let depth = self.depth;
-                    let parent_cells = if depth == 0 {
-                        Cells::ROOT_PARENT
-                    } else {
-                        self.cells[depth - 1]
+                    let parent_cells = match depth.checked_sub(1) {
+                        None => Cells::ROOT_PARENT,
+                        Some(p) => {
+                            let fdt = self.fdt;
+                            let parent = self.open.get_mut(p)?;
+                            *parent
+                                .child_cells
+                                .get_or_insert_with(|| cells_of(fdt, parent.props_off))
+                        }
                     };
                     let node = Node {
                         fdt: self.fdt,
@@ -457,7 +500,10 @@ impl<'a> Iterator for NodeIter<'a> {
                         depth,
                         parent_cells,
                     };
-                    *self.cells.get_mut(depth)? = node.child_cells();
+                    *self.open.get_mut(depth)? = OpenNode {
+                        props_off,
+                        child_cells: None,
+                    };
                     self.depth += 1;
                     self.off = props_off;
                     return Some(node);
@@ -475,6 +521,23 @@ impl<'a> Iterator for NodeIter<'a> {
             }
         }
     }
+}
+
+/// `#address-cells` / `#size-cells` of the node whose properties start at
+/// `props_off`, in one pass over them.
+fn cells_of(fdt: Fdt<'_>, props_off: usize) -> Cells {
+    let mut c = Cells::DEFAULT;
+    for p in (PropIter {
+        fdt,
+        off: props_off,
+    }) {
+        match p.name {
+            "#address-cells" => c.address = p.as_u32().unwrap_or(c.address),
+            "#size-cells" => c.size = p.as_u32().unwrap_or(c.size),
+            _ => {}
+        }
+    }
+    c
 }
 
 /// One node of the tree.
@@ -538,11 +601,7 @@ impl<'a> Node<'a> {
 
     /// Cells this node's children use (`#address-cells`, `#size-cells`).
     pub fn child_cells(&self) -> Cells {
-        let get = |n, d| self.property(n).and_then(|p| p.as_u32()).unwrap_or(d);
-        Cells {
-            address: get("#address-cells", Cells::DEFAULT.address),
-            size: get("#size-cells", Cells::DEFAULT.size),
-        }
+        cells_of(self.fdt, self.props_off)
     }
 
     /// Direct children, in blob order.
@@ -551,10 +610,13 @@ impl<'a> Node<'a> {
             fdt: self.fdt,
             off: self.props_off,
             depth: self.depth + 1,
-            cells: [Cells::ROOT_PARENT; MAX_DEPTH + 1],
+            open: [OpenNode::NONE; MAX_DEPTH + 1],
         };
-        if let Some(c) = iter.cells.get_mut(self.depth) {
-            *c = self.child_cells();
+        if let Some(o) = iter.open.get_mut(self.depth) {
+            *o = OpenNode {
+                props_off: self.props_off,
+                child_cells: None,
+            };
         }
         let me = self.depth;
         // Stop at the first node that is not deeper than us (our END_NODE
@@ -627,7 +689,7 @@ impl<'a> Iterator for PropIter<'a> {
                     let nameoff = be32(s, self.off + 8)? as usize;
                     let start = self.off + 12;
                     let value = s.get(start..start.checked_add(len)?)?;
-                    let name = cstr_at(self.fdt.strings, nameoff)?;
+                    let name = validated_str(self.fdt.strings, nameoff)?;
                     self.off = align4(start + len);
                     return Some(Property { name, value });
                 }

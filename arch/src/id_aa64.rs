@@ -38,7 +38,10 @@ mod tests {
     #[test]
     fn qemu_cpus() {
         let max = decode(0x1201001120110022, 0x1221111110212120, 0x11111101211012);
-        assert_eq!(names(max), ["neon", "fp16", "dotprod", "i8mm", "bf16", "sve"]);
+        assert_eq!(
+            names(max),
+            ["neon", "fp16", "dotprod", "i8mm", "bf16", "sve"]
+        );
         let a72 = decode(0x22, 0x11120, 0x0);
         assert_eq!(names(a72), ["neon"]);
         let n1 = decode(0x1100000010110012, 0x100010211120, 0x100001);

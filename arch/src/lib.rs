@@ -31,6 +31,9 @@
 //!   null-read self-test: no Rust-level null dereference),
 //!   `cpu::simd_selftest() -> Result<&'static str, &'static str>` (every SIMD
 //!   unit present computes a known dot product; `Ok` names the units).
+//! - `cpu::idle(max_ns) -> bool`: wait up to `max_ns` asleep (woken by a timer
+//!   interrupt), `false` if it could only spin; may return early.
+//!   `cpu::timer_interrupts() -> u64`: count of those wake-ups.
 //! - `time::frequency_hz() -> u64`, `time::calibration() -> &'static str`
 //!   (how the clock was calibrated, for the boot log).
 //! - `mm::alloc_frames(pages, align) -> Option<u64>`, `mm::free_frames(addr, pages)`,
@@ -40,7 +43,8 @@
 //!   `mm::alloc_stack(pages) -> Option<stack::Stack>` (`pages` includes the
 //!   guard page, which is left unmapped; the trap handler names a fault in it a
 //!   stack overflow), `mm::free_stack(stack::Stack)`;
-//!   `mm::boot_stack() -> stack::Stack`.
+//!   `mm::boot_stack() -> stack::Stack`; `mm::is_mapped(addr) -> bool` (walks
+//!   the live page tables; lock-free, usable from the trap handler).
 //! - `task::Context` (`Context::empty()` is a const fn), `task::Context::new(stack_top, entry: extern "C" fn(usize) -> !, arg)`,
 //!   `unsafe task::switch(from: *mut Context, to: *const Context)`.
 //! - `power::exit(code: u8) -> !` — 0 = success; the runner decodes it.
@@ -49,6 +53,7 @@
 pub mod bootinfo;
 pub mod cmdline;
 pub mod cpu_features;
+pub mod esr;
 pub mod fdt;
 pub mod fdt_bootinfo;
 pub mod frame_alloc;
@@ -57,6 +62,8 @@ pub mod log_ring;
 pub mod pvh;
 pub mod spin;
 pub mod stack;
+pub mod vmsa;
+pub mod x86_fault;
 
 pub use bootinfo::BootInfo;
 pub use cpu_features::CpuFeatures;

@@ -106,6 +106,26 @@ fn cpus_count_matches_smp() {
             size: 0
         }
     );
+    // The same through children(), and for nodes deeper down.
+    let cpus = f.find_node("/cpus").unwrap();
+    let via_children = cpus.children().find(|n| n.name == "cpu@1").unwrap();
+    assert_eq!(
+        via_children.parent_cells,
+        Cells {
+            address: 1,
+            size: 0
+        }
+    );
+    let v2m = f.find_node("/intc/v2m").unwrap();
+    assert_eq!(
+        v2m.parent_cells,
+        Cells {
+            address: 2,
+            size: 2
+        }
+    );
+    let socket = f.find_node("/cpus/cpu-map/socket0").unwrap();
+    assert_eq!(socket.parent_cells, Cells::DEFAULT);
     assert_eq!(
         cpu1.reg().unwrap().collect::<Vec<_>>(),
         [RegEntry {
@@ -339,6 +359,9 @@ fn walk_all(f: &Fdt<'_>) -> usize {
         }
     }
     let _ = (f.bootargs(), f.pl011_base(), f.find_node("/a/b/c"));
+    let _ = (f.node_by_phandle(0x8002), f.stdout_node());
+    let mut info = arch::BootInfo::new("fuzz");
+    arch::fdt_bootinfo::fill_from_fdt(&mut info, f, 0x4800_0000);
     n + f.memory_regions().count() + f.reserved().count()
 }
 
@@ -366,4 +389,25 @@ fn corrupted_blobs_never_panic() {
             walk_all(&f);
         }
     }
+}
+
+#[test]
+fn phandles_resolve() {
+    let f = fdt(MAX_256M);
+    let root_parent = f
+        .root()
+        .property("interrupt-parent")
+        .unwrap()
+        .as_u32()
+        .unwrap();
+    let intc = f.node_by_phandle(root_parent).unwrap();
+    assert_eq!(intc.name, "intc@8000000");
+    assert!(intc.is_compatible("arm,cortex-a15-gic"));
+    let pcie = f.compatible_nodes("pci-host-ecam-generic").next().unwrap();
+    let msi: Vec<u32> = pcie.property("msi-map").unwrap().u32s().collect();
+    assert_eq!(
+        f.node_by_phandle(msi[1]).map(|n| n.name),
+        Some("v2m@8020000")
+    );
+    assert!(f.node_by_phandle(0xdead).is_none());
 }

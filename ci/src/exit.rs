@@ -5,8 +5,10 @@
 //! Status 0 means QEMU shut down without the kernel's exit (e.g. a triple fault
 //! with `-no-reboot`), 1 a QEMU error.
 //!
-//! aarch64 (`Direct`): semihosting SYS_EXIT_EXTENDED passes the code through as
-//! the status; PSCI SYSTEM_OFF gives 0 (the aarch64 port may refine this).
+//! aarch64: semihosting SYS_EXIT_EXTENDED makes QEMU exit with the status the
+//! kernel passes, and it passes the same `0x81 + 2 * code`, so `DebugExit`
+//! decodes both arches; PSCI SYSTEM_OFF (no `-semihosting`) gives 0 = no code.
+//! `Direct` (status = code) is kept for images that exit that way.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitDecoding {

@@ -9,6 +9,7 @@
 //! - [`exit`]: what QEMU's exit status means for each machine.
 //! - [`build`]: where `make` puts kernel images; builds them on request.
 //! - [`floatcheck`]: objdump proof that x86 float code uses SSE, not soft-float.
+//! - [`symbolize`]: function and line for each address of a fault report.
 
 pub mod build;
 pub mod daemon;
@@ -16,6 +17,7 @@ pub mod exit;
 pub mod floatcheck;
 pub mod qemu;
 pub mod run;
+pub mod symbolize;
 
 pub use qemu::{Accel, Arch, Machine, VmConfig};
 pub use run::{run_captured, run_interactive, VmOutcome};

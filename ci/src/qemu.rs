@@ -52,10 +52,8 @@ impl Machine {
     }
 
     pub fn exit_decoding(self) -> ExitDecoding {
-        match self.arch() {
-            Arch::X86_64 => ExitDecoding::DebugExit,
-            Arch::Aarch64 => ExitDecoding::Direct,
-        }
+        // aarch64 passes the same status through semihosting (arch/src/aarch64/power.rs).
+        ExitDecoding::DebugExit
     }
 }
 
@@ -91,8 +89,14 @@ pub struct VmConfig {
     pub cpu: Option<String>,
     /// Captured runs are killed after this.
     pub timeout: Duration,
-    /// Appended verbatim (devices, chardevs, memory backends...).
+    /// Appended verbatim (devices, chardevs...).
     pub extra_args: Vec<String>,
+    /// Extra `-M` options, e.g. `"x-foo=on"` (comma-joined after ours).
+    pub machine_opts: Vec<String>,
+    /// Guest RAM from a shared memfd backend (`-object memory-backend-memfd,
+    /// share=on` + `-M …,memory-backend=mem`): vhost-user devices
+    /// (virtiofsd, vhost-device-vsock) need it.
+    pub shared_memory: bool,
 }
 
 impl VmConfig {
@@ -106,6 +110,8 @@ impl VmConfig {
             cpu: None,
             timeout: Duration::from_secs(60),
             extra_args: Vec::new(),
+            machine_opts: Vec::new(),
+            shared_memory: false,
         }
     }
 
@@ -124,22 +130,35 @@ impl VmConfig {
     pub fn qemu_args(&self, serial: &str) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |s: &str| a.push(s.to_string());
+        // Machine options: ours, then `machine_opts`, then the shared memory backend.
+        let mut m = String::from(match self.machine {
+            Machine::Q35 => "q35",
+            // PIT kept on: it calibrates the TSC (see arch/src/x86_64/time.rs).
+            Machine::Microvm => "microvm,x-option-roms=off,pit=on,pic=off,rtc=off",
+            Machine::Virt => "virt",
+        });
+        for o in &self.machine_opts {
+            m.push(',');
+            m.push_str(o);
+        }
+        if self.shared_memory {
+            m.push_str(",memory-backend=mem");
+            push("-object");
+            push(&format!(
+                "memory-backend-memfd,id=mem,size={}M,share=on",
+                self.memory_mib
+            ));
+        }
+        push("-M");
+        push(&m);
         match self.machine {
             Machine::Q35 => {
-                push("-M");
-                push("q35");
                 push("-bios");
                 push("/usr/share/qemu/qboot.rom");
             }
-            Machine::Microvm => {
-                // PIT kept on: it calibrates the TSC (see arch/src/x86_64/time.rs).
-                push("-M");
-                push("microvm,x-option-roms=off,pit=on,pic=off,rtc=off");
-            }
+            Machine::Microvm => {}
             Machine::Virt => {
-                push("-M");
-                push("virt");
-                // The aarch64 kernel exits through semihosting (code as status).
+                // The aarch64 kernel exits through semihosting (status 0x81 + 2 * code).
                 push("-semihosting");
             }
         }
@@ -228,6 +247,22 @@ mod tests {
         assert!(has_pair(&a, "-serial", "mon:stdio"));
         assert_eq!(a.last().unwrap(), "x");
         assert!(!a.contains(&"-append".to_string()));
+    }
+
+    #[test]
+    fn shared_memory_and_machine_opts() {
+        let mut c = VmConfig::new(Machine::Q35, "/k");
+        c.memory_mib = 512;
+        c.shared_memory = true;
+        c.machine_opts.push("x=1".into());
+        let a = c.qemu_args("stdio");
+        assert!(has_pair(&a, "-M", "q35,x=1,memory-backend=mem"));
+        assert!(has_pair(
+            &a,
+            "-object",
+            "memory-backend-memfd,id=mem,size=512M,share=on"
+        ));
+        assert!(has_pair(&a, "-m", "512M"));
     }
 
     #[test]

@@ -1,11 +1,15 @@
-//! Kernel heap: one contiguous block from the frame allocator, managed by talc.
+//! Kernel heap: talc over arenas taken from the frame allocator.
 //!
 //! Sized from the memory map: everything free except a reserve kept for the
 //! frame allocator (page tables, task stacks, DMA buffers) — 1/8 of free RAM,
-//! at least 4 MiB, at most 256 MiB — and no more than the largest contiguous run.
+//! at least 4 MiB, at most 256 MiB. RAM often comes in more than one run (q35
+//! splits it at 2 GiB below the PCI hole and continues at 4 GiB), and one
+//! allocation cannot span runs: the largest run becomes the first arena (the
+//! biggest possible single allocation), further runs become more arenas.
 
 use arch::frame_alloc::PAGE_SIZE;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use arch::spin::SpinLock;
+use core::sync::atomic::{AtomicBool, Ordering};
 use talc::lock_api::{GuardSend, RawMutex};
 use talc::source::Manual;
 use talc::TalcLock;
@@ -13,52 +17,65 @@ use talc::TalcLock;
 const MIN_RESERVE: u64 = 4 << 20;
 const MAX_RESERVE: u64 = 256 << 20;
 const HEAP_ALIGN: u64 = 2 << 20;
+const MAX_ARENAS: usize = 8;
 
 #[global_allocator]
 static HEAP: TalcLock<RawSpin, Manual> = TalcLock::new(Manual);
-static HEAP_START: AtomicU64 = AtomicU64::new(0);
-static HEAP_SIZE: AtomicU64 = AtomicU64::new(0);
+/// `(start, size)` of each arena; size 0 = unused slot.
+static ARENAS: SpinLock<[(u64, u64); MAX_ARENAS]> = SpinLock::new([(0, 0); MAX_ARENAS]);
+
+/// Take `size` bytes (2 MiB-aligned) out of the frame allocator, shrinking
+/// by 2 MiB steps when alignment costs the fit.
+fn take(mut size: u64) -> Option<(u64, u64)> {
+    size &= !(HEAP_ALIGN - 1);
+    while size >= HEAP_ALIGN {
+        if let Some(s) = arch::mm::alloc_frames(size / PAGE_SIZE, HEAP_ALIGN) {
+            return Some((s, size));
+        }
+        size -= HEAP_ALIGN;
+    }
+    None
+}
 
 pub fn init() {
     let free = arch::mm::free_bytes();
     let reserve = (free / 8).clamp(MIN_RESERVE, MAX_RESERVE);
-    let want = free
-        .saturating_sub(reserve)
-        .min(arch::mm::largest_free_bytes());
-    // Round down to whole 2 MiB so the block can start 2 MiB-aligned.
-    let mut size = want & !(HEAP_ALIGN - 1);
-    let start = loop {
-        if size < HEAP_ALIGN {
-            panic!("heap: no room (free {free} bytes)");
+    let mut arenas = ARENAS.lock();
+    let mut total = 0;
+    for slot in arenas.iter_mut() {
+        let left = arch::mm::free_bytes().saturating_sub(reserve);
+        let Some((start, size)) = take(left.min(arch::mm::largest_free_bytes())) else {
+            break;
+        };
+        // Safety: the frames are ours alone, identity-mapped RW, and never freed.
+        let claimed = unsafe { HEAP.lock().claim(start as *mut u8, size as usize) };
+        if claimed.is_none() {
+            // Too small for talc's metadata (first arena only): give it back.
+            let _ = arch::mm::free_frames(start, size / PAGE_SIZE);
+            break;
         }
-        if let Some(s) = arch::mm::alloc_frames(size / PAGE_SIZE, HEAP_ALIGN) {
-            break s;
-        }
-        // Alignment cost us the fit: try one step smaller.
-        size -= HEAP_ALIGN;
-    };
-    // Safety: the frames are ours alone, identity-mapped RW, and never freed.
-    unsafe {
-        HEAP.lock()
-            .claim(start as *mut u8, size as usize)
-            .expect("heap: talc refused the arena");
+        *slot = (start, size);
+        total += size;
     }
-    HEAP_START.store(start, Ordering::Relaxed);
-    HEAP_SIZE.store(size, Ordering::Relaxed);
+    if total == 0 {
+        panic!("heap: no room (free {free} bytes)");
+    }
+    for &(start, size) in arenas.iter().filter(|a| a.1 > 0) {
+        log::info!("heap: arena {} MiB at {start:#x}", size >> 20);
+    }
     log::info!(
-        "heap: {} MiB at {:#x} (reserve {} MiB for frames)",
-        size >> 20,
-        start,
-        reserve >> 20
+        "heap: {} MiB in total, {} MiB left to the frame allocator",
+        total >> 20,
+        arch::mm::free_bytes() >> 20
     );
 }
 
-/// `(start, size)` of the heap arena.
-pub fn arena() -> (u64, u64) {
-    (
-        HEAP_START.load(Ordering::Relaxed),
-        HEAP_SIZE.load(Ordering::Relaxed),
-    )
+/// True if `[p, p + len)` lies inside one heap arena.
+pub fn contains(p: u64, len: u64) -> bool {
+    ARENAS
+        .lock()
+        .iter()
+        .any(|&(s, n)| n > 0 && p >= s && p + len <= s + n)
 }
 
 /// A spin lock for talc's `lock_api` interface (one CPU, no interrupts: it is

@@ -44,6 +44,7 @@ pub fn kernel_main(info: &'static BootInfo) -> ! {
         arch::time::since_boot_ns() / 1000
     );
 
+    selftest::set_boot_info(info);
     let code = match cmdline.get("selftest") {
         None | Some("") | Some("all") => selftest::run_all(),
         Some("none") => exit_code::SUCCESS,

@@ -10,7 +10,21 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use arch::frame_alloc::PAGE_SIZE;
 use arch::spin::SpinLock;
+use arch::BootInfo;
 use core::hint::black_box;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// The boot info, for tests that need the memory map.
+static BOOT_INFO: AtomicPtr<BootInfo> = AtomicPtr::new(core::ptr::null_mut());
+
+pub fn set_boot_info(info: &'static BootInfo) {
+    BOOT_INFO.store(info as *const BootInfo as *mut BootInfo, Ordering::Relaxed);
+}
+
+fn boot_info() -> Option<&'static BootInfo> {
+    // Safety: only ever set from a &'static BootInfo.
+    unsafe { BOOT_INFO.load(Ordering::Relaxed).as_ref() }
+}
 
 type TestFn = fn() -> Result<(), &'static str>;
 
@@ -22,15 +36,36 @@ const NON_FAULTING: &[(&str, TestFn)] = &[
     ("simd", simd),
     ("log-ring", log_ring),
     ("tasks", tasks),
+    ("paging", paging),
+    ("idle", idle),
 ];
 
-const FAULTING: &[(&str, fn())] = &[
-    ("write-text", write_text),
-    ("exec-data", exec_data),
-    ("null-read", null_read),
-    ("stack-overflow", stack_overflow),
-    ("canary", canary),
-    ("hang", hang),
+/// Tests that must not return: (name, what should happen, test).
+const FAULTING: &[(&str, &str, fn())] = &[
+    (
+        "write-text",
+        "a page fault: write to a read-only page",
+        write_text,
+    ),
+    (
+        "exec-data",
+        "a page fault: instruction fetch from a no-execute page",
+        exec_data,
+    ),
+    ("null-read", "a page fault: null pointer", null_read),
+    (
+        "stack-overflow",
+        "a page fault in a stack guard page",
+        stack_overflow,
+    ),
+    (
+        "big-frame",
+        "a page fault in a stack guard page (stack probe)",
+        big_frame,
+    ),
+    ("canary", "the canary check to stop the kernel", canary),
+    ("panic", "a panic report", panic),
+    ("hang", "no end: the host must time out", hang),
 ];
 
 pub fn run_all() -> u8 {
@@ -58,8 +93,8 @@ pub fn run_one(name: &str) -> u8 {
             exit_code::SELFTEST_FAILED
         };
     }
-    if let Some((n, f)) = FAULTING.iter().find(|(n, _)| *n == name) {
-        log::info!("selftest {n}: expecting a fault report");
+    if let Some((n, expect, f)) = FAULTING.iter().find(|(n, _, _)| *n == name) {
+        log::info!("selftest {n}: expecting {expect}");
         f();
         log::error!("selftest {n}: FAILED: the expected fault did not happen");
         return exit_code::SELFTEST_FAILED;
@@ -68,7 +103,7 @@ pub fn run_one(name: &str) -> u8 {
     let names = NON_FAULTING
         .iter()
         .map(|(n, _)| *n)
-        .chain(FAULTING.iter().map(|(n, _)| *n));
+        .chain(FAULTING.iter().map(|(n, _, _)| *n));
     for n in names {
         log::error!("  {n}");
     }
@@ -148,11 +183,9 @@ fn heap() -> Result<(), &'static str> {
     drop(boxes);
     // A large allocation (16 MiB) inside the heap arena.
     let big = alloc::vec![7u8; 16 << 20];
-    let (start, size) = crate::heap::arena();
-    let p = big.as_ptr() as u64;
     check(
-        p >= start && p + big.len() as u64 <= start + size,
-        "allocation outside heap",
+        crate::heap::contains(big.as_ptr() as u64, big.len() as u64),
+        "allocation outside the heap arenas",
     )?;
     check(big[0] == 7 && big[big.len() - 1] == 7, "big contents")?;
     // Over-aligned layout.
@@ -267,6 +300,74 @@ fn tasks() -> Result<(), &'static str> {
     check(order == expect, "tasks did not interleave round-robin")
 }
 
+/// The page tables say what the protection tests rely on, and `map_mmio`
+/// refuses bad ranges with an error and maps good ones.
+fn paging() -> Result<(), &'static str> {
+    use arch::mm::{is_mapped, map_mmio};
+    let info = boot_info().ok_or("no boot info")?;
+    check(!is_mapped(0), "page 0 is mapped")?;
+    check(
+        is_mapped(paging as fn() -> Result<(), &'static str> as usize as u64),
+        "text not mapped",
+    )?;
+    let boot = arch::mm::boot_stack();
+    check(
+        !is_mapped(boot.guard.ok_or("boot stack has no guard")?),
+        "boot stack guard mapped",
+    )?;
+    check(
+        is_mapped(boot.bottom) && is_mapped(boot.top - 1),
+        "boot stack not mapped",
+    )?;
+    check(
+        map_mmio(0x1000_0000, 0).is_err(),
+        "empty MMIO range accepted",
+    )?;
+    check(
+        map_mmio(u64::MAX - 0xfff, 0x2000).is_err(),
+        "overflowing MMIO range accepted",
+    )?;
+    check(
+        map_mmio(info.kernel_start, 0x1000).is_err(),
+        "MMIO over the kernel accepted",
+    )?;
+    // A hole above RAM: a partial 4 KiB head, then whole 2 MiB pages.
+    let hole = (info.memory.usable_end() + (2 << 30) - 1) & !((1 << 30) - 1);
+    let (start, len) = (hole - 0x1000, 0x40_1000);
+    check(!is_mapped(start), "hole already mapped")?;
+    map_mmio(start, len).map_err(|_| "map_mmio of a free hole failed")?;
+    check(
+        is_mapped(start) && is_mapped(hole + 0x20_0000) && is_mapped(start + len - 1),
+        "not mapped",
+    )?;
+    check(!is_mapped(start + len), "mapped past the end")?;
+    Ok(())
+}
+
+/// `cpu::idle` waits without spinning where the architecture can (a timer
+/// interrupt wakes the halted CPU), and the kernel carries on afterwards.
+fn idle() -> Result<(), &'static str> {
+    const WAIT_NS: u64 = 2_000_000;
+    let irqs0 = arch::cpu::timer_interrupts();
+    let t0 = arch::time::now_ns();
+    let mut slept = 0;
+    let mut calls = 0;
+    while arch::time::now_ns() - t0 < WAIT_NS && calls < 1000 {
+        calls += 1;
+        slept += arch::cpu::idle(WAIT_NS - (arch::time::now_ns() - t0).min(WAIT_NS)) as u32;
+    }
+    let us = (arch::time::now_ns() - t0) / 1000;
+    let irqs = arch::cpu::timer_interrupts() - irqs0;
+    log::info!(
+        "idle: waited {us} us in {calls} idle calls, {slept} asleep, {irqs} timer interrupts"
+    );
+    check(us >= WAIT_NS / 1000, "returned before the time was up")?;
+    check(
+        slept == 0 || irqs > 0,
+        "claims to have slept but no timer interrupt came",
+    )
+}
+
 // ---- faulting: each must end in the trap handler ----
 
 fn write_text() {
@@ -329,6 +430,31 @@ fn stack_overflow() {
     }
 }
 
+/// One frame of 64 KiB on a 16 KiB stack: without stack probes the stack
+/// pointer would jump over the guard page into whatever lies below.
+#[inline(never)]
+fn huge_frame() -> u8 {
+    let mut big = [0u8; 64 * 1024];
+    black_box(&mut big);
+    big[black_box(7)]
+}
+
+fn big_frame() {
+    let r = task::spawn("big-frame", 4, || {
+        let s = task::current_stack().unwrap();
+        log::info!(
+            "selftest big-frame: 64 KiB frame on stack {:#x}-{:#x}, guard {:#x}",
+            s.bottom,
+            s.top,
+            s.guard.unwrap_or(0)
+        );
+        black_box(huge_frame());
+    });
+    if r.is_ok() {
+        task::run();
+    }
+}
+
 fn canary() {
     let r = task::spawn("canary", task::DEFAULT_STACK_PAGES, || {
         let s = task::current_stack().unwrap();
@@ -341,6 +467,14 @@ fn canary() {
     if r.is_ok() {
         task::run();
     }
+}
+
+fn panic() {
+    let v: Vec<u32> = Vec::new();
+    // An out-of-bounds index the compiler cannot see through.
+    let i = black_box(3usize);
+    log::info!("selftest panic: indexing an empty vector at {i}");
+    black_box(v[i]);
 }
 
 /// Never returns: lets the host tests prove a hung kernel fails by timeout.

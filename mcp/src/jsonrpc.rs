@@ -145,7 +145,44 @@ pub fn parse_payload(payload: &[u8]) -> Result<Value, RpcError> {
     if core::str::from_utf8(payload).is_err() {
         return Err(RpcError::parse("payload is not valid UTF-8"));
     }
+    let depth = nesting_depth(payload);
+    if depth > MAX_NESTING {
+        return Err(RpcError::parse(format!(
+            "JSON nested {depth} levels deep; the limit is {MAX_NESTING}"
+        )));
+    }
     serde_json::from_slice(payload).map_err(|e| RpcError::parse(format!("invalid JSON: {e}")))
+}
+
+/// Deepest array/object nesting accepted. serde_json recurses per level (and so does
+/// dropping a `Value`); the kernel's stacks are small, so bound it well below serde_json's
+/// own limit of 128. MCP messages need fewer than 20 levels.
+pub const MAX_NESTING: usize = 64;
+
+/// Maximum `[`/`{` nesting outside string literals (a linear pre-scan, no recursion).
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 pub fn success_value(id: Value, result: Value) -> Value {
@@ -229,6 +266,18 @@ mod tests {
             assert_eq!(err.code, INVALID_REQUEST, "{msg}");
             assert_eq!(id, want_id, "{msg}");
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_parsing() {
+        assert_eq!(nesting_depth(br#"{"a":[1,{"b":"[[[{"}]}"#), 3);
+        assert_eq!(nesting_depth(br#"["\\\"[["]"#), 1);
+        let deep = alloc::format!("{}{}", "[".repeat(65), "]".repeat(65));
+        let err = parse_payload(deep.as_bytes()).unwrap_err();
+        assert_eq!(err.code, PARSE_ERROR);
+        assert!(err.message.contains("65 levels"));
+        let ok = alloc::format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(parse_payload(ok.as_bytes()).is_ok());
     }
 
     #[test]

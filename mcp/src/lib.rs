@@ -32,7 +32,7 @@ pub use connection::{Connection, ConnectionClosed, MemoryConnection, ReadStatus}
 pub use frame::{encode_frame, FrameDecoder, FrameEvent, DEFAULT_MAX_FRAME};
 pub use log_ring::{LogLevel, LogLine, LogRing};
 pub use server::{Server, ServerConfig, ServerStats, Session};
-pub use server_loop::{ConnectionId, ServerLoop};
+pub use server_loop::{Acceptor, ConnectionId, NoAcceptor, ServerLoop};
 pub use tools::{CallContext, Tool, ToolDef, ToolError, ToolOutput, ToolRegistry};
 pub use version::ProtocolVersion;
 

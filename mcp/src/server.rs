@@ -74,6 +74,8 @@ pub struct Session {
     log_level: Option<LogLevel>,
     /// The peer will send no more bytes (we may still write).
     pub(crate) read_closed: bool,
+    /// A frame cut short by the end of the stream has been reported.
+    pub(crate) eof_handled: bool,
     /// Writing failed: the connection is dead.
     pub(crate) write_closed: bool,
 }
@@ -87,6 +89,7 @@ impl Session {
             initialized_notified: false,
             log_level: None,
             read_closed: false,
+            eof_handled: false,
             write_closed: false,
         }
     }
@@ -192,8 +195,20 @@ impl Server {
         event: FrameEvent,
         conn: &mut dyn Connection,
     ) {
+        self.handle_event_with(session, event, conn, &mut NoOthers)
+    }
+
+    /// Like [`Server::handle_event`]; while an exclusive tool runs, `others` is serviced
+    /// between the tool's cancellation checks.
+    pub(crate) fn handle_event_with(
+        &mut self,
+        session: &mut Session,
+        event: FrameEvent,
+        conn: &mut dyn Connection,
+        others: &mut dyn Others,
+    ) {
         let reply = match event {
-            FrameEvent::Frame(payload) => self.handle_payload(session, &payload, conn),
+            FrameEvent::Frame(payload) => self.handle_payload_with(session, &payload, conn, others),
             FrameEvent::Oversized { len, limit } => {
                 self.stats.errors += 1;
                 let err = RpcError::invalid_request(format!(
@@ -258,6 +273,16 @@ impl Server {
         payload: &[u8],
         conn: &mut dyn Connection,
     ) -> Option<Value> {
+        self.handle_payload_with(session, payload, conn, &mut NoOthers)
+    }
+
+    fn handle_payload_with(
+        &mut self,
+        session: &mut Session,
+        payload: &[u8],
+        conn: &mut dyn Connection,
+        others: &mut dyn Others,
+    ) -> Option<Value> {
         let value = match parse_payload(payload) {
             Ok(v) => v,
             Err(e) => {
@@ -266,8 +291,8 @@ impl Server {
             }
         };
         match value {
-            Value::Array(items) => self.handle_batch(session, items, conn),
-            single => self.handle_message(session, single, conn),
+            Value::Array(items) => self.handle_batch(session, items, conn, others),
+            single => self.handle_message(session, single, conn, others),
         }
     }
 
@@ -276,6 +301,7 @@ impl Server {
         session: &mut Session,
         items: Vec<Value>,
         conn: &mut dyn Connection,
+        others: &mut dyn Others,
     ) -> Option<Value> {
         let allowed = session.legacy_version.is_some_and(|v| v.allows_batch());
         if !allowed {
@@ -298,7 +324,7 @@ impl Server {
         }
         let replies: Vec<Value> = items
             .into_iter()
-            .filter_map(|item| self.handle_message(session, item, conn))
+            .filter_map(|item| self.handle_message(session, item, conn, others))
             .collect();
         (!replies.is_empty()).then_some(Value::Array(replies))
     }
@@ -308,6 +334,7 @@ impl Server {
         session: &mut Session,
         value: Value,
         conn: &mut dyn Connection,
+        others: &mut dyn Others,
     ) -> Option<Value> {
         match classify(value) {
             Err((id, err)) => {
@@ -325,7 +352,7 @@ impl Server {
             }
             Ok(Incoming::Request { id, method, params }) => {
                 self.stats.requests += 1;
-                match self.handle_request(session, &id, &method, params, conn) {
+                match self.handle_request(session, &id, &method, params, conn, others) {
                     Reply::Result(result) => Some(success_value(id, result)),
                     Reply::Error(err) => {
                         self.stats.errors += 1;
@@ -347,6 +374,7 @@ impl Server {
         method: &str,
         params: Option<Value>,
         conn: &mut dyn Connection,
+        others: &mut dyn Others,
     ) -> Reply {
         if method == "initialize" {
             return self.initialize(session, params);
@@ -364,8 +392,8 @@ impl Server {
             };
             return match method {
                 "server/discover" => Reply::Result(self.discover_result()),
-                "tools/list" => Reply::Result(self.tools_list_result(style)),
-                "tools/call" => self.call_tool(session, conn, style, id, params),
+                "tools/list" => self.tools_list(style, params.as_ref()),
+                "tools/call" => self.call_tool(session, conn, style, id, params, others),
                 // ping and logging/setLevel were removed in 2026-07-28.
                 _ => Reply::Error(RpcError::method_not_found(method)),
             };
@@ -389,8 +417,8 @@ impl Server {
         let style = Style { version };
         match method {
             "ping" => Reply::Result(json!({})),
-            "tools/list" => Reply::Result(self.tools_list_result(style)),
-            "tools/call" => self.call_tool(session, conn, style, id, params),
+            "tools/list" => self.tools_list(style, params.as_ref()),
+            "tools/call" => self.call_tool(session, conn, style, id, params, others),
             "logging/setLevel" => set_level(session, params),
             _ => Reply::Error(RpcError::method_not_found(method)),
         }
@@ -468,6 +496,18 @@ impl Server {
         Value::Object(result)
     }
 
+    fn tools_list(&self, style: Style, params: Option<&Value>) -> Reply {
+        // The list is never paginated, so no cursor we could have issued exists.
+        if let Some(cursor) = params.and_then(|p| p.get("cursor")) {
+            if !cursor.is_null() {
+                return Reply::Error(RpcError::invalid_params(format!(
+                    "tools/list: unknown cursor {cursor} (this server does not paginate)"
+                )));
+            }
+        }
+        Reply::Result(self.tools_list_result(style))
+    }
+
     fn tools_list_result(&self, style: Style) -> Value {
         let structured = style.version.has_structured_tools();
         let tools: Vec<Value> = self.tools.defs().map(|d| d.to_value(structured)).collect();
@@ -484,6 +524,7 @@ impl Server {
         Value::Object(result)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn call_tool(
         &mut self,
         session: &mut Session,
@@ -491,6 +532,7 @@ impl Server {
         style: Style,
         id: &Value,
         params: Option<Value>,
+        others: &mut dyn Others,
     ) -> Reply {
         let Some(Value::Object(mut p)) = params else {
             return Reply::Error(RpcError::invalid_params(
@@ -522,8 +564,8 @@ impl Server {
             }
         };
 
-        let known: Vec<String> = self.tools.defs().map(|d| d.name.clone()).collect();
-        let Some((def, tool)) = self.tools.get_mut(&name) else {
+        let Some(index) = self.tools.find(&name) else {
+            let known: Vec<&str> = self.tools.defs().map(|d| d.name.as_str()).collect();
             return Reply::Error(
                 RpcError::invalid_params(format!(
                     "unknown tool `{name}` (available: {})",
@@ -533,6 +575,7 @@ impl Server {
             );
         };
 
+        let def = self.tools.def(index);
         let args_value = Value::Object(args);
         if let Err(e) = schema::validate(&def.input_schema, &args_value, "arguments") {
             let message = format!("invalid arguments for tool `{name}`: {e}");
@@ -547,23 +590,43 @@ impl Server {
         let Value::Object(args) = args_value else {
             unreachable!("constructed as an object above")
         };
+        let output_schema = def.output_schema.clone();
 
+        // A cancellation that arrived while this request waited in the backlog (behind an
+        // earlier call) applies before the tool even starts.
+        if take_cancellation(&mut session.backlog, id) {
+            return Reply::Cancelled;
+        }
+        let exclusive = self.tools.is_exclusive(index);
+        let Some(mut tool) = self.tools.take(index) else {
+            // Only reachable if a tool re-entered itself; requests for a running tool are
+            // queued by the loop instead.
+            return Reply::Error(RpcError::internal(format!("tool `{name}` is busy")));
+        };
         self.stats.tool_calls += 1;
+        let stats = self.stats.clone();
+        let mut no_others = NoOthers;
         let mut live = LiveCall {
+            server: self,
             conn,
             session,
             request_id: id,
             cancelled: false,
+            // Only a model-bound (exclusive) call lets the other connections' light
+            // requests through; a light call is short and never nests.
+            others: if exclusive { others } else { &mut no_others },
         };
-        let mut ctx = CallContext::new(&mut live, progress_token, &self.stats);
+        let mut ctx = CallContext::new(&mut live, progress_token, &stats);
         let outcome = tool.call(&args, &mut ctx);
         drop(ctx);
-        if live.cancelled {
+        let cancelled = live.cancelled;
+        self.tools.put_back(index, tool);
+        if cancelled {
             return Reply::Cancelled;
         }
         match outcome {
             Ok(out) => {
-                if let (Some(schema), Some(data)) = (&def.output_schema, &out.structured) {
+                if let (Some(schema), Some(data)) = (&output_schema, &out.structured) {
                     if let Err(e) = schema::validate(schema, data, "structuredContent") {
                         return Reply::Error(RpcError::internal(format!(
                             "tool `{name}` produced output that does not match its \
@@ -579,6 +642,42 @@ impl Server {
             }
         }
     }
+
+    /// True when `event` must wait for the running exclusive tool: a `tools/call` (alone or
+    /// in a batch) of an exclusive tool, or of a tool that is running right now.
+    pub(crate) fn must_wait(&self, event: &FrameEvent) -> bool {
+        let FrameEvent::Frame(payload) = event else {
+            return false;
+        };
+        let Ok(value) = parse_payload(payload) else {
+            return false;
+        };
+        let waits = |msg: &Value| {
+            msg.get("id").is_some()
+                && msg.get("method").and_then(Value::as_str) == Some("tools/call")
+                && msg
+                    .get("params")
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|name| self.tools.is_exclusive_or_busy(name))
+        };
+        match &value {
+            Value::Array(items) => items.iter().any(waits),
+            single => waits(single),
+        }
+    }
+}
+
+/// Connections other than the caller's, serviced while an exclusive tool runs.
+pub(crate) trait Others {
+    fn service(&mut self, server: &mut Server);
+}
+
+/// Nothing to service.
+pub(crate) struct NoOthers;
+
+impl Others for NoOthers {
+    fn service(&mut self, _: &mut Server) {}
 }
 
 /// Validates the stateless-style `_meta` of a request.
@@ -652,10 +751,12 @@ fn tool_result(style: Style, out: &ToolOutput, is_error: bool) -> Value {
 /// caller's incoming bytes, setting the cancel flag when `notifications/cancelled` names
 /// this request. Other frames are queued and served after the call.
 struct LiveCall<'a> {
+    server: &'a mut Server,
     conn: &'a mut dyn Connection,
     session: &'a mut Session,
     request_id: &'a Value,
     cancelled: bool,
+    others: &'a mut dyn Others,
 }
 
 /// Bytes read per cancellation poll at most, so a flooding client cannot stall a tool.
@@ -697,6 +798,7 @@ impl CallIo for LiveCall<'_> {
             }
             self.session.backlog.push_back(event);
         }
+        self.others.service(self.server);
         self.cancelled
     }
 
@@ -710,6 +812,20 @@ impl CallIo for LiveCall<'_> {
         } else {
             None
         }
+    }
+}
+
+/// Removes a queued `notifications/cancelled` for `request_id`; true if there was one.
+fn take_cancellation(backlog: &mut VecDeque<FrameEvent>, request_id: &Value) -> bool {
+    let found = backlog.iter().position(|event| {
+        matches!(event, FrameEvent::Frame(payload) if is_cancellation_of(payload, request_id))
+    });
+    match found {
+        Some(i) => {
+            backlog.remove(i);
+            true
+        }
+        None => false,
     }
 }
 

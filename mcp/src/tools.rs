@@ -132,6 +132,13 @@ pub type ToolResult = Result<ToolOutput, ToolError>;
 /// A callable tool. The kernel implements it for the real tools (infer, health, ...).
 pub trait Tool {
     fn def(&self) -> ToolDef;
+    /// True (the default) when the tool uses the model, so calls must run one at a time.
+    /// While an exclusive call runs, other connections' requests that are not exclusive
+    /// tool calls (ping, tools/list, calls of non-exclusive tools such as health or logs)
+    /// are served between its cancellation checks; exclusive calls wait their turn.
+    fn exclusive(&self) -> bool {
+        true
+    }
     /// `args` already matched `def().input_schema`.
     fn call(&mut self, args: &Map<String, Value>, ctx: &mut CallContext<'_>) -> ToolResult;
 }
@@ -224,7 +231,14 @@ impl<'a> CallContext<'a> {
 /// The set of tools a server offers, in registration order.
 #[derive(Default)]
 pub struct ToolRegistry {
-    entries: Vec<(ToolDef, Box<dyn Tool>)>,
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    def: ToolDef,
+    exclusive: bool,
+    /// None while the tool is running (taken out so other tools stay usable meanwhile).
+    tool: Option<Box<dyn Tool>>,
 }
 
 impl ToolRegistry {
@@ -235,15 +249,20 @@ impl ToolRegistry {
     /// Adds a tool; names must be unique.
     pub fn register(&mut self, tool: Box<dyn Tool>) -> Result<(), String> {
         let def = tool.def();
-        if self.entries.iter().any(|(d, _)| d.name == def.name) {
+        if self.entries.iter().any(|e| e.def.name == def.name) {
             return Err(format!("a tool named `{}` is already registered", def.name));
         }
-        self.entries.push((def, tool));
+        let exclusive = tool.exclusive();
+        self.entries.push(Entry {
+            def,
+            exclusive,
+            tool: Some(tool),
+        });
         Ok(())
     }
 
     pub fn defs(&self) -> impl Iterator<Item = &ToolDef> {
-        self.entries.iter().map(|(d, _)| d)
+        self.entries.iter().map(|e| &e.def)
     }
 
     pub fn len(&self) -> usize {
@@ -254,10 +273,30 @@ impl ToolRegistry {
         self.entries.is_empty()
     }
 
-    pub(crate) fn get_mut(&mut self, name: &str) -> Option<(&ToolDef, &mut (dyn Tool + 'static))> {
-        self.entries
-            .iter_mut()
-            .find(|(d, _)| d.name == name)
-            .map(|(d, t)| (&*d, t.as_mut()))
+    pub(crate) fn find(&self, name: &str) -> Option<usize> {
+        self.entries.iter().position(|e| e.def.name == name)
+    }
+
+    pub(crate) fn def(&self, index: usize) -> &ToolDef {
+        &self.entries[index].def
+    }
+
+    pub(crate) fn is_exclusive(&self, index: usize) -> bool {
+        self.entries[index].exclusive
+    }
+
+    /// True for an exclusive tool or one that is running now (unknown names: false, they
+    /// get their error at once).
+    pub(crate) fn is_exclusive_or_busy(&self, name: &str) -> bool {
+        self.find(name)
+            .is_some_and(|i| self.entries[i].exclusive || self.entries[i].tool.is_none())
+    }
+
+    pub(crate) fn take(&mut self, index: usize) -> Option<Box<dyn Tool>> {
+        self.entries[index].tool.take()
+    }
+
+    pub(crate) fn put_back(&mut self, index: usize, tool: Box<dyn Tool>) {
+        self.entries[index].tool = Some(tool);
     }
 }

@@ -168,3 +168,88 @@ fn well_framed_garbage_never_breaks_the_connection() {
     let out = h.run();
     assert!(out.iter().all(|m| m.get("error").is_some()));
 }
+
+#[test]
+fn decoder_matches_a_model_for_random_streams_and_chunkings() {
+    use mcp::frame::{FrameDecoder, FrameEvent};
+    let mut rng = Rng(7);
+    let limit = 64usize;
+    for _ in 0..500 {
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        for _ in 0..rng.below(10) {
+            let len = match rng.below(4) {
+                0 => 0,
+                1 => limit + 1 + rng.below(100) as usize,
+                _ => rng.below(limit as u64 + 1) as usize,
+            };
+            let payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            stream.extend(encode_frame(&payload));
+            expected.push(match len {
+                0 => FrameEvent::Empty,
+                n if n > limit => FrameEvent::Oversized {
+                    len: n as u32,
+                    limit,
+                },
+                _ => FrameEvent::Frame(payload),
+            });
+        }
+        let mut decoder = FrameDecoder::new(limit);
+        let mut events = Vec::new();
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let n = (rng.below(20) as usize + 1).min(rest.len());
+            decoder.feed(&rest[..n], &mut events);
+            rest = &rest[n..];
+        }
+        assert_eq!(events, expected);
+        assert!(decoder.truncated().is_none());
+    }
+}
+
+#[test]
+fn garbage_on_other_connections_during_a_call_never_panics() {
+    let mut rng = Rng(0xDEAD_BEEF);
+    let seeds = seeds();
+    for round in 0..150 {
+        let mut h = Harness::standard();
+        let b = h.connect();
+        h.initialize("2025-03-26");
+        h.push(
+            &json!({"jsonrpc": "2.0", "id": "long", "method": "tools/call",
+                       "params": {"name": "stream", "arguments": {"n": 20},
+                                  "_meta": {"progressToken": 1}}}),
+        );
+        for _ in 0..rng.below(8) + 1 {
+            let seed = serde_json::to_vec(rng.pick(&seeds)).unwrap();
+            let payload = if rng.below(2) == 0 {
+                mutate(&mut rng, seed)
+            } else {
+                seed
+            };
+            let frame = encode_frame(&payload);
+            // Split across pushes so it arrives while the call runs.
+            let cut = rng.below(frame.len() as u64) as usize;
+            h.push_raw_on(b, &frame[..cut]);
+            h.push_raw_on(b, &frame[cut..]);
+        }
+        let out_a = h.run_on(0);
+        let out_b = h.run_on(b);
+        assert_eq!(
+            out_a.last().unwrap()["id"],
+            "long",
+            "round {round}: the call on A completes"
+        );
+        for msg in out_b.iter().flat_map(|m| match m {
+            Value::Array(items) => items.clone(),
+            single => vec![single.clone()],
+        }) {
+            assert_eq!(msg["jsonrpc"], "2.0", "round {round}: {msg}");
+        }
+        for c in [0, b] {
+            h.conns[c].1 .0.borrow_mut().peer_closed = true;
+        }
+        let _ = h.run();
+        assert_eq!(h.lp.connection_count(), 0, "round {round}");
+    }
+}

@@ -67,6 +67,7 @@ fn invalid_params_codes() {
         json!({"jsonrpc": "2.0", "id": 7, "method": "logging/setLevel",
                "params": {"level": "loud"}}),
         json!({"jsonrpc": "2.0", "id": 8, "method": "server/discover"}),
+        json!({"jsonrpc": "2.0", "id": 11, "method": "tools/list", "params": {"cursor": "abc"}}),
         json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
                "params": {"name": "echo", "arguments": {"text": "a"},
                           "_meta": {"progressToken": {}}}}),
@@ -405,6 +406,24 @@ fn cancellation_of_another_request_is_ignored_and_queued_frames_wait() {
 }
 
 #[test]
+fn cancelling_a_queued_request_skips_it() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let mut h = Harness::new(test_tools(log.clone()));
+    h.initialize("2025-11-25");
+    // Request 1 runs; request 2 waits behind it and is cancelled before it starts.
+    h.push(&stream_call(json!(1), 5, None));
+    h.push(&stream_call(json!(2), 1000, None));
+    h.push(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                   "params": {"requestId": 2}}),
+    );
+    let out = h.run();
+    let ids: Vec<Value> = out.iter().filter_map(|m| m.get("id").cloned()).collect();
+    assert_eq!(ids, [json!(1)]);
+    assert_eq!(log.borrow().len(), 5, "request 2 must not run");
+}
+
+#[test]
 fn dead_client_stops_the_tool() {
     let log = Rc::new(RefCell::new(Vec::new()));
     let mut h = Harness::new(test_tools(log.clone()));
@@ -544,4 +563,148 @@ fn connections_have_separate_sessions() {
     assert_eq!(second_out.len(), 1);
     assert_eq!(second_out[0]["id"], "b");
     assert_eq!(h.lp.connection_count(), 2);
+}
+
+#[test]
+fn truncation_seen_during_a_tool_call_is_still_reported() {
+    let mut h = Harness::standard();
+    h.initialize("2025-11-25");
+    h.push(&stream_call(json!(1), 3, None));
+    h.push_raw(&[0, 0, 0, 9, b'{']); // a frame cut short…
+    h.conns[0].1 .0.borrow_mut().peer_closed = true; // …by the end of the stream
+    let out = h.run();
+    assert_eq!(out[0]["id"], 1, "the call still completes: {out:?}");
+    assert_eq!(error_code(&out[1]), -32700);
+    assert!(out[1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("1 of 9"));
+    assert_eq!(h.lp.connection_count(), 0);
+}
+
+/// Records its name in a shared log when called.
+struct Marker {
+    name: &'static str,
+    exclusive: bool,
+    log: Rc<RefCell<Vec<String>>>,
+}
+
+impl mcp::Tool for Marker {
+    fn def(&self) -> mcp::ToolDef {
+        mcp::ToolDef::new(self.name, "Marks the log.", json!({"type": "object"}))
+    }
+    fn exclusive(&self) -> bool {
+        self.exclusive
+    }
+    fn call(
+        &mut self,
+        _: &mcp::serde_json::Map<String, Value>,
+        _: &mut mcp::CallContext<'_>,
+    ) -> Result<mcp::ToolOutput, mcp::ToolError> {
+        self.log.borrow_mut().push(self.name.into());
+        Ok(mcp::ToolOutput::text(self.name))
+    }
+}
+
+#[test]
+fn light_requests_of_other_connections_are_served_during_an_exclusive_call() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let mut tools = test_tools(log.clone());
+    for (name, exclusive) in [("peek", false), ("heavy", true)] {
+        let log = log.clone();
+        tools
+            .register(Box::new(Marker {
+                name,
+                exclusive,
+                log,
+            }))
+            .unwrap();
+    }
+    let mut h = Harness::new(tools);
+    let b = h.connect();
+    h.initialize("2025-11-25");
+    h.push_on(
+        b,
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params":
+        {"protocolVersion": "2025-06-18", "capabilities": {}}}),
+    );
+    assert_eq!(h.run_on(b).len(), 1);
+
+    let call = |id: u64, name: &str| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name}});
+    h.push(&stream_call(json!(1), 5, None));
+    h.push_on(b, &json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}));
+    h.push_on(
+        b,
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                         "params": {"requestId": 1}}),
+    ); // B's id 1, not A's request
+    h.push_on(b, &call(2, "peek"));
+    h.push_on(b, &call(3, "heavy"));
+    h.push_on(b, &call(4, "peek")); // behind `heavy`: keeps B's order
+    let a_out = h.run_on(0);
+    let b_out = h.run_on(b);
+    assert_eq!(
+        *log.borrow(),
+        ["t0 ", "peek", "t1 ", "t2 ", "t3 ", "t4 ", "heavy", "peek"],
+        "peek ran during A's exclusive call; heavy waited for it"
+    );
+    assert_eq!(
+        a_out.last().unwrap()["result"]["content"][0]["text"],
+        "t0 t1 t2 t3 t4 "
+    );
+    let b_ids: Vec<Value> = b_out.iter().map(|m| m["id"].clone()).collect();
+    assert_eq!(b_ids, [json!(1), json!(2), json!(3), json!(4)]);
+}
+
+/// Hands out one connection, but only from its `delay`-th accept() call on.
+struct LateAcceptor {
+    conn: Option<SharedConn>,
+    calls: u32,
+    delay: u32,
+}
+
+impl mcp::Acceptor<SharedConn> for LateAcceptor {
+    fn accept(&mut self) -> Option<SharedConn> {
+        self.calls += 1;
+        if self.calls >= self.delay {
+            self.conn.take()
+        } else {
+            None
+        }
+    }
+}
+
+#[test]
+fn connections_accepted_during_an_exclusive_call_are_served_meanwhile() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let mut tools = test_tools(log.clone());
+    let marker = Marker {
+        name: "peek",
+        exclusive: false,
+        log: log.clone(),
+    };
+    tools.register(Box::new(marker)).unwrap();
+    let mut h = Harness::new(tools);
+    h.initialize("2025-11-25");
+    let late = SharedConn::default();
+    for msg in [
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params":
+            {"protocolVersion": "2025-11-25", "capabilities": {}}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "peek"}}),
+    ] {
+        let bytes = mcp::serde_json::to_vec(&msg).unwrap();
+        late.0.borrow_mut().push(&encode_frame(&bytes));
+    }
+    // accept() #1 is before the call starts; #2 happens at the first token.
+    let mut acceptor = LateAcceptor {
+        conn: Some(late.clone()),
+        calls: 0,
+        delay: 2,
+    };
+    h.push(&stream_call(json!(9), 3, None));
+    while h.lp.poll_accepting(&mut acceptor) {}
+    assert_eq!(*log.borrow(), ["t0 ", "peek", "t1 ", "t2 "]);
+    assert_eq!(h.lp.connection_count(), 2);
+    let answered = late.0.borrow().outgoing.len();
+    assert!(answered > 0, "the late connection got its replies");
 }

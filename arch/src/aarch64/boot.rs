@@ -207,7 +207,8 @@ unsafe extern "C" fn rust_entry(dtb: u64, boot_ticks: u64) -> ! {
         super::console::init(base);
     }
     fill_boot_info(info, &fdt, dtb);
-    super::mm::init(info, &fdt);
+    super::mm::init(info);
+    super::gic::init(&fdt);
     super::power::init_psci(&fdt);
 
     // SAFETY: provided by the kernel binary with exactly this signature.

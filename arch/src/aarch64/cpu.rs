@@ -59,6 +59,38 @@ pub fn features() -> &'static CpuFeatures {
     unsafe { (*FEATURES.0.get()).as_ref().unwrap_unchecked() }
 }
 
+/// SVE vector length in bytes (16..=256), `None` without SVE. `RDVL x0, #1`
+/// is emitted by encoding (0x04bf5020) so the assembler needs no +sve.
+pub fn sve_vector_bytes() -> Option<u64> {
+    if !features().sve {
+        return None;
+    }
+    let vl: u64;
+    // SAFETY: SVE is implemented and enabled (CPACR_EL1.ZEN) by `init`.
+    unsafe { asm!(".inst 0x04bf5020", out("x0") vl, options(nomem, nostack)) };
+    Some(vl)
+}
+
+/// Wait up to `max_ns` with the CPU asleep (`wfi` until the EL1 virtual timer
+/// or another interrupt); `true` if it slept, `false` if it could only spin
+/// (no GICv2 to deliver the timer: then it busy-waits the full time). May
+/// return early: callers loop on their own condition or deadline.
+pub fn idle(max_ns: u64) -> bool {
+    if super::gic::sleep(max_ns) {
+        return true;
+    }
+    let t0 = super::time::now_ns();
+    while super::time::now_ns() - t0 < max_ns {
+        core::hint::spin_loop();
+    }
+    false
+}
+
+/// Timer interrupts taken by `idle` so far (evidence that it really slept).
+pub fn timer_interrupts() -> u64 {
+    super::gic::timer_interrupts()
+}
+
 /// Idle forever with interrupts masked.
 pub fn halt() -> ! {
     loop {
@@ -75,7 +107,7 @@ pub const RET_INSTRUCTION: &[u8] = &[0xc0, 0x03, 0x5f, 0xd6];
 ///
 /// # Safety
 /// Faults unless `addr` is mapped and readable; that is the point of it.
-pub unsafe fn read_u64(addr: u64) -> u64 {
+pub unsafe fn read_u64(addr: usize) -> u64 {
     let v: u64;
     // SAFETY: the caller accepts the fault.
     unsafe { asm!("ldr {v}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly)) };

@@ -21,41 +21,16 @@
 use core::arch::asm;
 
 use crate::bootinfo::BootInfo;
-use crate::fdt::Fdt;
 use crate::frame_alloc::FrameAllocator;
 use crate::spin::SpinLock;
 use crate::stack::Stack;
 
 pub use crate::frame_alloc::PAGE_SIZE;
 
-const BLOCK_2M: u64 = 2 << 20;
+pub use crate::vmsa::MapError;
+use crate::vmsa::{Tables, DATA, DEVICE, MAIR as VMSA_MAIR, NORMAL, RODATA, TEXT, VALID};
 
-// Descriptor bits (ARM ARM D8.3).
-const VALID: u64 = 1 << 0;
-/// Table descriptor at L0-L2, page descriptor at L3.
-const TABLE_OR_PAGE: u64 = 1 << 1;
-const fn attr_index(i: u64) -> u64 {
-    i << 2
-}
-const AP_READ_ONLY: u64 = 1 << 7;
-const SH_INNER: u64 = 3 << 8;
-const AF: u64 = 1 << 10;
-const PXN: u64 = 1 << 53;
-const UXN: u64 = 1 << 54;
-const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
-/// Attribute bits of a block/page descriptor (all but the output address and type).
-const ATTR_MASK: u64 = !ADDR_MASK & !(VALID | TABLE_OR_PAGE);
-
-const MAIR_DEVICE: u64 = 0;
-const MAIR_NORMAL: u64 = 1;
-/// attr0 Device-nGnRE (0x04), attr1 Normal WB RW-alloc (0xff), attr2 Normal NC (0x44).
-pub(super) const MAIR: u64 = 0x04 | (0xff << 8) | (0x44 << 16);
-
-const NORMAL: u64 = attr_index(MAIR_NORMAL) | SH_INNER | AF;
-const DEVICE: u64 = attr_index(MAIR_DEVICE) | AF | PXN | UXN;
-const TEXT: u64 = NORMAL | AP_READ_ONLY | UXN;
-const RODATA: u64 = NORMAL | AP_READ_ONLY | PXN | UXN;
-const DATA: u64 = NORMAL | PXN | UXN;
+pub(super) const MAIR: u64 = VMSA_MAIR;
 
 /// Boot map 1 GiB blocks (boot.rs): low GiB as MMIO, RAM executable.
 pub(super) const BOOT_DEVICE_BLOCK: u64 = VALID | DEVICE;
@@ -69,23 +44,11 @@ const TCR_WALK_WBWA: u64 = (1 << 8) | (1 << 10); // IRGN0, ORGN0
 /// Boot map walks are non-cacheable: its tables were written with the MMU off.
 pub(super) const TCR_BOOT: u64 = T0SZ_48BIT | TCR_SH0_INNER | TCR_T1SZ | TCR_EPD1;
 
-/// Why a mapping request failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MapError {
-    /// No frame left for a page table.
-    OutOfMemory,
-    /// The range overlaps RAM (MMIO requests must not remap RAM).
-    OverlapsRam,
-    /// Beyond the 48-bit address space, or empty.
-    BadRange,
-    /// The page tables are not built yet.
-    NotReady,
-}
-
 struct Mm {
     frames: FrameAllocator,
-    /// Physical address of the L0 table; 0 until `init` built it.
-    root: u64,
+    /// `None` until `init` built them.
+    tables: Option<Tables>,
+    /// Whether TTBR0 points at `tables` (changes then need TLB maintenance).
     live: bool,
     ram: [(u64, u64); 8],
     ram_len: usize,
@@ -93,7 +56,7 @@ struct Mm {
 
 static MM: SpinLock<Mm> = SpinLock::new(Mm {
     frames: FrameAllocator::new(),
-    root: 0,
+    tables: None,
     live: false,
     ram: [(0, 0); 8],
     ram_len: 0,
@@ -156,7 +119,7 @@ fn exception_stack() -> Stack {
 
 /// Frame allocator over the memory map, then the final page tables, then
 /// the switch from the boot map.
-pub(super) fn init(info: &BootInfo, _fdt: &Fdt<'_>) {
+pub(super) fn init(info: &BootInfo) {
     let mut mm = MM.lock();
     let (img_start, img_end) = image_extent();
     mm.frames = FrameAllocator::from_memory_map(&info.memory, &[(img_start, img_end)]);
@@ -168,11 +131,16 @@ pub(super) fn init(info: &BootInfo, _fdt: &Fdt<'_>) {
             mm.ram_len += 1;
         }
     }
-    let Some(root) = mm.new_table() else {
+    let Some(root) = mm.frames.alloc(1, PAGE_SIZE) else {
         drop(mm);
         super::console::early_panic(format_args!("no memory for page tables"));
     };
-    mm.root = root;
+    // SAFETY: a fresh frame of identity-mapped RAM, zeroed here; table frames
+    // come from the allocator and are never freed.
+    unsafe {
+        core::ptr::write_bytes(root as *mut u64, 0, 512);
+        mm.tables = Some(Tables::new(root));
+    }
 
     let text_end = sym_addr!(__text_end);
     let rodata_end = sym_addr!(__rodata_end);
@@ -227,108 +195,27 @@ pub(super) fn init(info: &BootInfo, _fdt: &Fdt<'_>) {
     remember_stack(exc);
 }
 
-fn table(pa: u64) -> *mut u64 {
-    pa as *mut u64
-}
-
-fn level_shift(level: usize) -> u32 {
-    39 - 9 * level as u32
-}
-
-fn index(va: u64, level: usize) -> usize {
-    ((va >> level_shift(level)) & 511) as usize
-}
-
 impl Mm {
-    fn new_table(&mut self) -> Option<u64> {
-        let pa = self.frames.alloc(1, PAGE_SIZE)?;
-        // SAFETY: a fresh frame, identity-mapped RAM.
-        unsafe { core::ptr::write_bytes(table(pa), 0, 512) };
-        Some(pa)
-    }
-
-    /// The descriptor slot for `va` at `level` (1..=3), creating tables on
-    /// the way and splitting blocks that stand in the way.
-    fn slot(&mut self, va: u64, level: usize) -> Result<*mut u64, MapError> {
-        let mut t = self.root;
-        for l in 0..level {
-            // SAFETY: `t` is one of our tables (identity-mapped RAM).
-            let e = unsafe { table(t).add(index(va, l)) };
-            let d = unsafe { e.read_volatile() };
-            if d & VALID == 0 {
-                let n = self.new_table().ok_or(MapError::OutOfMemory)?;
-                unsafe { e.write_volatile(n | VALID | TABLE_OR_PAGE) };
-                t = n;
-            } else if d & TABLE_OR_PAGE == 0 {
-                // A block (L1/L2) covers this address: replace it with a
-                // table of the next level holding the same mapping.
-                let n = self.new_table().ok_or(MapError::OutOfMemory)?;
-                let child = l + 1;
-                let step = 1u64 << level_shift(child);
-                let ty = if child == 3 {
-                    VALID | TABLE_OR_PAGE
-                } else {
-                    VALID
-                };
-                for i in 0..512u64 {
-                    let out = (d & ADDR_MASK) + i * step;
-                    unsafe {
-                        table(n)
-                            .add(i as usize)
-                            .write_volatile(out | (d & ATTR_MASK) | ty)
-                    };
-                }
-                unsafe { e.write_volatile(n | VALID | TABLE_OR_PAGE) };
-                self.flush_tlb();
-                t = n;
-            } else {
-                t = d & ADDR_MASK;
-            }
-        }
-        // SAFETY: as above.
-        Ok(unsafe { table(t).add(index(va, level)) })
-    }
-
-    /// Identity-map `[start, end)` (page-rounded) with `attrs`; 2 MiB blocks
-    /// where `blocks` and alignment allow and no finer table exists.
+    /// Identity-map `[start, end)` (nothing if empty); see [`Tables::map`].
     fn map(&mut self, start: u64, end: u64, attrs: u64, blocks: bool) -> Result<(), MapError> {
-        let start = start & !(PAGE_SIZE - 1);
-        let end = end.checked_add(PAGE_SIZE - 1).ok_or(MapError::BadRange)? & !(PAGE_SIZE - 1);
-        if end > 1 << 48 {
-            return Err(MapError::BadRange);
+        if start >= end {
+            return Ok(());
         }
-        let mut va = start;
-        while va < end {
-            if blocks && va % BLOCK_2M == 0 && end - va >= BLOCK_2M {
-                let l1 = self.slot(va, 1)?;
-                // SAFETY: our table entry.
-                let d1 = unsafe { l1.read_volatile() };
-                let has_table = d1 & (VALID | TABLE_OR_PAGE) == VALID | TABLE_OR_PAGE && {
-                    let l2 = unsafe { table(d1 & ADDR_MASK).add(index(va, 2)).read_volatile() };
-                    l2 & (VALID | TABLE_OR_PAGE) == VALID | TABLE_OR_PAGE
-                };
-                if !has_table {
-                    let e = self.slot(va, 2)?;
-                    unsafe { e.write_volatile(va | attrs | VALID) };
-                    va += BLOCK_2M;
-                    continue;
-                }
-            }
-            let e = self.slot(va, 3)?;
-            unsafe { e.write_volatile(va | attrs | VALID | TABLE_OR_PAGE) };
-            va += PAGE_SIZE;
-        }
-        if self.live {
-            self.flush_tlb();
-        }
-        Ok(())
+        let Mm { frames, tables, .. } = self;
+        let t = tables.as_mut().ok_or(MapError::NotReady)?;
+        let r = t.map(start, end, attrs, blocks, &mut || {
+            frames.alloc(1, PAGE_SIZE)
+        });
+        self.flush_tlb();
+        r
     }
 
     fn unmap_page(&mut self, va: u64) -> Result<(), MapError> {
-        let e = self.slot(va, 3)?;
-        unsafe { e.write_volatile(0) };
+        let Mm { frames, tables, .. } = self;
+        let t = tables.as_mut().ok_or(MapError::NotReady)?;
+        let r = t.unmap_page(va, &mut || frames.alloc(1, PAGE_SIZE));
         self.flush_tlb();
-        Ok(())
+        r
     }
 
     fn flush_tlb(&self) {
@@ -360,9 +247,6 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<(), MapError> {
         return Err(MapError::BadRange);
     }
     let mut mm = MM.lock();
-    if mm.root == 0 {
-        return Err(MapError::NotReady);
-    }
     if mm.overlaps_ram(phys, end) {
         return Err(MapError::OverlapsRam);
     }
@@ -439,23 +323,11 @@ pub fn guard_page_stack(addr: u64) -> Option<Stack> {
 /// Whether `va` is mapped (hence readable) in the live tables (walks TTBR0; used
 /// by the trap handler, so it takes no locks).
 pub fn is_mapped(va: u64) -> bool {
-    if va >= 1 << 48 {
-        return false;
-    }
-    let mut t: u64;
+    let root: u64;
     // SAFETY: reading TTBR0_EL1 has no side effects.
-    unsafe { asm!("mrs {}, ttbr0_el1", out(reg) t, options(nomem, nostack)) };
-    t &= ADDR_MASK;
-    for level in 0..4 {
-        // SAFETY: page tables live in identity-mapped RAM.
-        let d = unsafe { table(t).add(index(va, level)).read_volatile() };
-        if d & VALID == 0 {
-            return false;
-        }
-        if level == 3 || d & TABLE_OR_PAGE == 0 {
-            return true; // page or block
-        }
-        t = d & ADDR_MASK;
-    }
-    false
+    unsafe { asm!("mrs {}, ttbr0_el1", out(reg) root, options(nomem, nostack)) };
+    // SAFETY: the live tables sit in identity-mapped RAM and are only read.
+    unsafe { Tables::new(root & crate::vmsa::ADDR_MASK) }
+        .translate(va)
+        .is_some()
 }

@@ -2,12 +2,13 @@
 //! semihosting power-off, EL1 exception vectors, 4 KiB-granule identity paging.
 //!
 //! Boot flow: `boot.rs` (asm entry, boot map, MMU on) → `boot::rust_entry`
-//! (traps, FDT → `BootInfo`, frame allocator, final page tables) →
+//! (traps, FDT → `BootInfo`, frame allocator, final page tables, GIC) →
 //! the kernel's `kernel_main`.
 
 mod boot;
 pub mod console;
 pub mod cpu;
+mod gic;
 pub mod mm;
 pub mod power;
 pub mod task;

@@ -64,9 +64,9 @@ pub(super) fn init() {
 /// Read the PSCI conduit from the FDT (`method = "hvc" | "smc"`).
 pub(super) fn init_psci(fdt: &crate::fdt::Fdt<'_>) {
     let smc = fdt
-        .compatible_nodes("arm,psci-0.2")
-        .chain(fdt.compatible_nodes("arm,psci-1.0"))
-        .find_map(|n| n.property("method")?.as_str())
+        .nodes()
+        .find(|n| n.is_compatible("arm,psci-0.2") || n.is_compatible("arm,psci-1.0"))
+        .and_then(|n| n.property("method")?.as_str())
         == Some("smc");
     PSCI_SMC.store(smc, Ordering::Relaxed);
 }

@@ -13,6 +13,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::console::Writer;
+use crate::esr::Esr;
 
 /// Exit code for an unexpected exception (the kernel's `exit_code::EXCEPTION`).
 pub const EXIT_EXCEPTION: u8 = 3;
@@ -131,48 +132,6 @@ pub fn init() {
     }
 }
 
-/// Exception class names, ESR_EL1.EC (ARM ARM D19.2.40).
-fn class_name(ec: u64) -> &'static str {
-    match ec {
-        0x00 => "Unknown reason (undefined instruction)",
-        0x01 => "WFI/WFE trapped",
-        0x07 => "SVE/SIMD/FP access trapped",
-        0x0e => "Illegal execution state",
-        0x15 => "SVC",
-        0x16 => "HVC",
-        0x17 => "SMC",
-        0x18 => "MSR/MRS/system instruction trapped",
-        0x19 => "SVE access trapped",
-        0x20 => "Instruction Abort from lower EL",
-        0x21 => "Instruction Abort",
-        0x22 => "PC alignment fault",
-        0x24 => "Data Abort from lower EL",
-        0x25 => "Data Abort",
-        0x26 => "SP alignment fault",
-        0x2c => "Floating-point exception",
-        0x2f => "SError interrupt",
-        0x30 | 0x31 => "Breakpoint",
-        0x32 | 0x33 => "Software step",
-        0x34 | 0x35 => "Watchpoint",
-        0x3c => "BRK instruction",
-        _ => "Reserved exception class",
-    }
-}
-
-/// Fault status code of an abort (ISS[5:0], DFSC/IFSC).
-fn fault_status(fsc: u64) -> &'static str {
-    match fsc {
-        0x00..=0x03 => "address size fault",
-        0x04..=0x07 => "translation fault",
-        0x09..=0x0b => "access flag fault",
-        0x0d..=0x0f => "permission fault",
-        0x10 => "synchronous external abort",
-        0x21 => "alignment fault",
-        0x30 => "TLB conflict abort",
-        _ => "other fault",
-    }
-}
-
 const KIND_NAMES: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
 const ORIGIN_NAMES: [&str; 4] = [
     "EL1 on SP_EL0",
@@ -191,6 +150,11 @@ extern "C" fn handle(frame: &mut TrapFrame, kind: u64) {
         frame.elr += 4;
         return;
     }
+    // IRQs are only unmasked inside `cpu::idle` (the timer that wakes it).
+    if kind == 1 || kind == 5 {
+        super::gic::handle_irq();
+        return;
+    }
     if IN_REPORT.swap(true, Ordering::Relaxed) {
         // Faulted while reporting: keep it short and stop.
         super::console::write_bytes(
@@ -204,50 +168,33 @@ extern "C" fn handle(frame: &mut TrapFrame, kind: u64) {
 
 fn report(f: &TrapFrame, kind: u64) {
     let w = &mut Writer;
-    let ec = (f.esr >> 26) & 0x3f;
-    let iss = f.esr & 0x1ff_ffff;
+    let esr = Esr(f.esr);
     let kind_name = KIND_NAMES[(kind & 3) as usize];
     let origin = ORIGIN_NAMES[((kind >> 2) & 3) as usize];
+    // "Data Abort (EC 0x25, synchronous, from EL1 on SP_EL0): permission fault ..."
     let _ = write!(
         w,
-        "\n*** CPU exception: {} (EC {ec:#04x}, {kind_name}, from {origin})",
-        class_name(ec)
+        "\n*** CPU exception: {} (EC {:#04x}, {kind_name}, from {origin})",
+        esr.class_name(),
+        esr.class()
     );
-    let is_abort = matches!(ec, 0x20 | 0x21 | 0x24 | 0x25);
-    let far_valid = is_abort && iss & (1 << 10) == 0; // FnV
-    if is_abort {
-        let fsc = iss & 0x3f;
-        let _ = write!(w, ": {}", fault_status(fsc));
-        if (0x04..=0x0f).contains(&fsc) {
-            let _ = write!(w, " at level {}", fsc & 3);
-        }
-        if ec == 0x24 || ec == 0x25 {
-            let _ = write!(
-                w,
-                ", {}",
-                if iss & (1 << 6) != 0 { "write" } else { "read" }
-            );
-        } else {
-            let _ = write!(w, ", instruction fetch");
-        }
-    }
-    let _ = writeln!(w);
+    let _ = writeln!(w, "{}", esr.detail());
+    let far_note = if esr.is_abort() && !esr.far_valid() {
+        " (not valid)"
+    } else {
+        ""
+    };
     let _ = writeln!(
         w,
-        "    ESR {:#010x}  FAR {:#018x}{}  ELR {:#018x}  SPSR {:#010x}",
-        f.esr,
-        f.far,
-        if far_valid || !is_abort {
-            ""
-        } else {
-            " (not valid)"
-        },
-        f.elr,
-        f.spsr
+        "    ESR {:#010x}  FAR {:#018x}{far_note}  ELR {:#018x}  SPSR {:#010x}",
+        f.esr, f.far, f.elr, f.spsr
     );
-    if is_abort && far_valid {
-        let _ = writeln!(w, "    cause: {}", cause(f, ec));
-        if let Some(s) = super::mm::guard_page_stack(f.far) {
+    if esr.far_valid() {
+        let guard = super::mm::guard_page_stack(f.far);
+        if let Some(cause) = esr.cause(f.far, guard.is_some()) {
+            let _ = writeln!(w, "    cause: {cause}");
+        }
+        if let Some(s) = guard {
             let _ = writeln!(
                 w,
                 "    stack: {:#x}-{:#x}, guard page {:#x}",
@@ -273,33 +220,6 @@ fn report(f: &TrapFrame, kind: u64) {
         let _ = writeln!(w);
     }
     backtrace(w, f);
-}
-
-/// What the fault most likely means, from the page tables and stack guards.
-fn cause(f: &TrapFrame, ec: u64) -> &'static str {
-    let fsc = (f.esr & 0x3f) as u8;
-    let translation = (0x04..=0x07).contains(&fsc);
-    let permission = (0x0d..=0x0f).contains(&fsc);
-    let write = f.esr & (1 << 6) != 0;
-    if translation && super::mm::guard_page_stack(f.far).is_some() {
-        "stack overflow: access to the guard page below a stack"
-    } else if translation && f.far < super::mm::PAGE_SIZE {
-        "access to an unmapped page (null pointer)"
-    } else if translation && (ec == 0x20 || ec == 0x21) {
-        "instruction fetch from an unmapped page"
-    } else if translation && write {
-        "write to an unmapped page"
-    } else if translation {
-        "read of an unmapped page"
-    } else if permission && (ec == 0x20 || ec == 0x21) {
-        "instruction fetch from a no-execute page"
-    } else if permission && write {
-        "write to a read-only page"
-    } else if permission {
-        "protection violation on read"
-    } else {
-        "see fault status"
-    }
 }
 
 /// Frame-pointer chain: each frame record is [previous x29, return address].

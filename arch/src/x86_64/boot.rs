@@ -168,7 +168,7 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     super::console::init();
     super::cpu::init();
     super::trap::init();
-    super::time::init();
+    super::time::start_calibration();
 
     // Safety: written only here, before anything else can see it.
     let info = unsafe { &mut *addr_of_mut!(BOOT_INFO) };
@@ -185,6 +185,8 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
         info.kernel_end = &__kernel_end as *const u8 as u64;
     }
     super::mm::init(info);
+    super::time::finish_calibration();
+    super::apic::init();
     let info: &'static BootInfo = info;
     // Safety: provided by the kernel binary with exactly this signature.
     unsafe { kernel_main(info) }

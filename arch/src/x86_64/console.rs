@@ -21,26 +21,38 @@ pub fn init() {
     }
 }
 
-fn put(b: u8) {
-    // Bounded wait: a missing UART reads 0xff (THR "empty") anyway.
+/// With the FIFO on, THR-empty means the whole 16-byte FIFO is empty: after
+/// one status read we may send 16 bytes (port reads are the slow part).
+const FIFO_DEPTH: usize = 16;
+
+fn wait_fifo_empty() {
+    // Bounded wait: a missing UART reads 0xff ("empty") anyway.
     for _ in 0..100_000 {
         // Safety: reading the line status register has no side effects.
         if unsafe { inb(LSR) } & LSR_THR_EMPTY != 0 {
-            break;
+            return;
         }
         core::hint::spin_loop();
     }
-    // Safety: writing the transmit holding register.
-    unsafe { outb(COM1, b) }
 }
 
 /// Write bytes; `\n` becomes `\r\n` for terminals.
 pub fn write_bytes(bytes: &[u8]) {
+    let mut room = 0;
     for &b in bytes {
-        if b == b'\n' {
-            put(b'\r');
+        for c in if b == b'\n' {
+            &b"\r\n"[..]
+        } else {
+            core::slice::from_ref(&b)
+        } {
+            if room == 0 {
+                wait_fifo_empty();
+                room = FIFO_DEPTH;
+            }
+            // Safety: writing the transmit holding register.
+            unsafe { outb(COM1, *c) };
+            room -= 1;
         }
-        put(b);
     }
 }
 

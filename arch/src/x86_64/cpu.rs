@@ -179,6 +179,26 @@ pub fn halt() -> ! {
     }
 }
 
+/// Wait up to `max_ns` with the CPU asleep (`hlt` until the local APIC timer
+/// or another interrupt); `true` if it slept, `false` if it could only spin
+/// (no usable APIC timer: then it busy-waits the full time). May return early:
+/// callers loop on their own condition or deadline.
+pub fn idle(max_ns: u64) -> bool {
+    if super::apic::sleep(max_ns) {
+        return true;
+    }
+    let t0 = super::time::now_ns();
+    while super::time::now_ns() - t0 < max_ns {
+        core::hint::spin_loop();
+    }
+    false
+}
+
+/// Timer interrupts taken by `idle` so far (evidence that it really slept).
+pub fn timer_interrupts() -> u64 {
+    super::apic::timer_interrupts()
+}
+
 /// A raw 64-bit load, for the null-read self-test (no Rust-level null deref).
 ///
 /// # Safety

@@ -14,6 +14,8 @@ pub const IST_PAGE_FAULT: u8 = 2;
 pub const IST_NMI: u8 = 3;
 pub const IST_MACHINE_CHECK: u8 = 4;
 const IST_STACK_SIZE: usize = 16 * 1024;
+const IST_COUNT: usize = 4;
+const PAGE: usize = 4096;
 
 #[repr(C, packed(4))]
 struct Tss {
@@ -26,10 +28,11 @@ struct Tss {
     iomap_base: u16,
 }
 
-#[repr(C, align(16))]
-struct IstStacks([[u8; IST_STACK_SIZE]; 4]);
+/// Each IST stack sits above its own guard page (unmapped by `mm::init`).
+#[repr(C, align(4096))]
+struct IstStacks([[u8; PAGE + IST_STACK_SIZE]; IST_COUNT]);
 
-static mut IST_STACKS: IstStacks = IstStacks([[0; IST_STACK_SIZE]; 4]);
+static mut IST_STACKS: IstStacks = IstStacks([[0; PAGE + IST_STACK_SIZE]; IST_COUNT]);
 static mut TSS: Tss = Tss {
     _reserved0: 0,
     rsp: [0; 3],
@@ -53,20 +56,28 @@ struct DescriptorPtr {
     base: u64,
 }
 
-/// Range `[start, end)` of each IST stack, for the trap report.
-pub fn ist_stack(index: u8) -> (u64, u64) {
+/// IST stack `index` (1-based, as in the IDT), with its guard page.
+pub fn ist_stack(index: u8) -> crate::stack::Stack {
     // Safety: only the address is taken.
     let base = unsafe { addr_of!(IST_STACKS.0) as *const u8 as u64 };
-    let start = base + (index as u64 - 1) * IST_STACK_SIZE as u64;
-    (start, start + IST_STACK_SIZE as u64)
+    let guard = base + (index as u64 - 1) * (PAGE + IST_STACK_SIZE) as u64;
+    crate::stack::Stack {
+        bottom: guard + PAGE as u64,
+        top: guard + (PAGE + IST_STACK_SIZE) as u64,
+        guard: Some(guard),
+    }
+}
+
+pub fn ist_stacks() -> impl Iterator<Item = crate::stack::Stack> {
+    (1..=IST_COUNT as u8).map(ist_stack)
 }
 
 pub fn init() {
     // Safety: single-threaded boot; the GDT and TSS are static and live forever.
     unsafe {
         let tss = &mut *addr_of_mut!(TSS);
-        for i in 1..=4u8 {
-            tss.ist[i as usize - 1] = ist_stack(i).1;
+        for i in 1..=IST_COUNT as u8 {
+            tss.ist[i as usize - 1] = ist_stack(i).top;
         }
         let base = addr_of!(TSS) as u64;
         let limit = (core::mem::size_of::<Tss>() - 1) as u64;

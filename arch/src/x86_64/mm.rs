@@ -2,13 +2,14 @@
 //! virtual == physical).
 //!
 //! Built once at boot from the memory map, replacing the early 4 GiB map:
-//! - every memory map region (RAM, ACPI, firmware) RW + no-execute, 2 MiB pages
-//!   where a whole aligned 2 MiB is covered, 4 KiB otherwise;
+//! - the first MiB and every RAM / ACPI region of the memory map RW +
+//!   no-execute, 2 MiB pages where a whole aligned 2 MiB is covered, 4 KiB
+//!   otherwise (reserved regions above 1 MiB are device windows: `map_mmio`);
 //! - the kernel image at 4 KiB granularity: text R+X, rodata R+NX,
 //!   data/bss/stacks RW+NX (CR0.WP is set, so the kernel cannot write text);
 //! - page 0 unmapped (null pointers fault);
-//! - the page under every stack unmapped (guard page), registered so the trap
-//!   handler can name a fault there a stack overflow;
+//! - the page under every stack (boot, IST, task stacks) unmapped (guard page),
+//!   registered so the trap handler can name a fault there a stack overflow;
 //! - MMIO mapped on request, uncached (`map_mmio`).
 //!
 //! Intermediate entries are P|W without NX: permissions come from the leaf.
@@ -46,12 +47,15 @@ struct Mm {
     frames: FrameAllocator,
     pml4: u64,
     nx: u64,
+    /// The tables are in CR3: changes need TLB invalidation (not while building).
+    live: bool,
 }
 
 static MM: SpinLock<Mm> = SpinLock::new(Mm {
     frames: FrameAllocator::new(),
     pml4: 0,
     nx: 0,
+    live: false,
 });
 const MAX_GUARDS: usize = 64;
 static GUARDS: SpinLock<[Option<Stack>; MAX_GUARDS]> = SpinLock::new([None; MAX_GUARDS]);
@@ -121,7 +125,9 @@ impl Mm {
 
     fn map_4k(&mut self, addr: u64, flags: u64) -> Result<(), MapError> {
         *self.entry(addr, 1)? = if flags == 0 { 0 } else { addr | flags };
-        invlpg(addr);
+        if self.live {
+            invlpg(addr);
+        }
         Ok(())
     }
 
@@ -138,7 +144,9 @@ impl Mm {
                     }
                 } else {
                     *e = a | flags | PS;
-                    invlpg(a);
+                    if self.live {
+                        invlpg(a);
+                    }
                 }
                 a += HUGE;
             } else {
@@ -167,8 +175,18 @@ pub fn init(info: &BootInfo) {
     *KERNEL_IMAGE.lock() = (info.kernel_start, info.kernel_end);
 
     let data = P | W | nx;
+    // The first MiB (BIOS data, EBDA, the RSDP in 0xe0000-0xfffff, qboot's
+    // tables) and every RAM or ACPI region. Other "reserved" regions are
+    // device windows (q35: PCIe ECAM at 0xb0000000, the HyperTransport hole
+    // below 1 TiB): drivers map what they use with `map_mmio`, uncached.
+    mm.map_range(0, LOW_MEMORY_END, data)
+        .expect("mm: mapping low memory");
     for r in info.memory.regions() {
-        if r.kind != MemoryKind::Unusable {
+        let ram = matches!(
+            r.kind,
+            MemoryKind::Usable | MemoryKind::AcpiReclaimable | MemoryKind::AcpiNvs
+        );
+        if ram {
             mm.map_range(r.start, r.end(), data)
                 .expect("mm: mapping RAM");
         }
@@ -198,15 +216,17 @@ pub fn init(info: &BootInfo) {
         a += PAGE_SIZE;
     }
     mm.map_4k(0, 0).expect("mm: unmapping page 0");
-    let boot = boot_stack();
-    mm.map_4k(boot.guard.unwrap(), 0)
-        .expect("mm: boot stack guard");
-    register_guard(boot);
+    for stack in core::iter::once(boot_stack()).chain(super::gdt::ist_stacks()) {
+        mm.map_4k(stack.guard.unwrap(), 0)
+            .expect("mm: stack guard page");
+        register_guard(stack);
+    }
 
     let pml4 = mm.pml4;
     // Safety: the new tables identity-map all RAM including the running code,
     // its stack and these tables.
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack)) };
+    mm.live = true;
 }
 
 pub fn boot_stack() -> Stack {

@@ -13,21 +13,23 @@ use serde_json::{json, Value};
 
 use crate::target::Stream;
 
-/// Runs until stdin ends (then waits for the guest to answer what it was sent) or the guest
-/// closes the connection.
+/// Runs until the guest closes the connection: after stdin ends (the client is done) the
+/// guest answers what it was sent and closes; if the guest goes away first, the bridge
+/// exits too, so the stdio client sees its server end.
 pub fn run(stream: Stream, max_frame: usize) -> Result<(), String> {
-    let reader = stream
+    let mut writer = stream
         .try_clone()
         .map_err(|e| format!("cannot clone the guest stream: {e}"))?;
-    let pump = thread::spawn(move || guest_to_stdout(reader, max_frame));
-    let mut writer = stream;
-    let result = stdin_to_guest(&mut writer);
-    // Tell the guest we are done sending; it answers what it has and closes.
-    let _ = writer.shutdown_write();
-    let guest_result = pump
-        .join()
-        .unwrap_or_else(|_| Err("guest reader thread panicked".into()));
-    result.and(guest_result)
+    // The stdin side blocks in read(); it is left behind (and ends with the process) when
+    // the guest closes first.
+    thread::spawn(move || {
+        if let Err(e) = stdin_to_guest(&mut writer) {
+            eprintln!("mcp-cli bridge: {e}");
+        }
+        // Tell the guest we are done sending; it answers what it has and closes.
+        let _ = writer.shutdown_write();
+    });
+    guest_to_stdout(stream, max_frame)
 }
 
 fn stdin_to_guest(guest: &mut Stream) -> Result<(), String> {

@@ -1,4 +1,6 @@
-//! A framed MCP client (legacy lifecycle, protocol 2025-11-25) for the CLI commands.
+//! A framed MCP client for the CLI commands: legacy lifecycle (`initialize`, protocol
+//! 2025-11-25) by default, or the stateless 2026-07-28 style (`server/discover`, then the
+//! protocol version and client capabilities in every request's `_meta`).
 
 use std::io::{Read, Write};
 
@@ -8,12 +10,14 @@ use serde_json::{json, Value};
 use crate::target::Stream;
 
 pub const CLIENT_PROTOCOL: &str = "2025-11-25";
+pub const STATELESS_PROTOCOL: &str = "2026-07-28";
 
 pub struct Client {
     stream: Stream,
     decoder: FrameDecoder,
     queued: std::collections::VecDeque<FrameEvent>,
     next_id: u64,
+    stateless: bool,
 }
 
 impl Client {
@@ -23,11 +27,31 @@ impl Client {
             decoder: FrameDecoder::new(max_frame),
             queued: Default::default(),
             next_id: 1,
+            stateless: false,
         }
     }
 
-    /// Opens the session: `initialize` then `notifications/initialized`.
+    /// Use the stateless 2026-07-28 style instead of `initialize`.
+    pub fn set_stateless(&mut self, on: bool) {
+        self.stateless = on;
+    }
+
+    /// Opens the session: `initialize` then `notifications/initialized` (legacy), or
+    /// `server/discover` (stateless).
     pub fn initialize(&mut self) -> Result<Value, String> {
+        if self.stateless {
+            let result = self.request("server/discover", json!({}), |_| {})?;
+            let supported = result["supportedVersions"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v == STATELESS_PROTOCOL));
+            if !supported {
+                return Err(format!(
+                    "the server does not offer protocol {STATELESS_PROTOCOL}: {}",
+                    result["supportedVersions"]
+                ));
+            }
+            return Ok(result);
+        }
         let result = self.request(
             "initialize",
             json!({
@@ -42,7 +66,11 @@ impl Client {
     }
 
     pub fn send(&mut self, message: &Value) -> Result<(), String> {
-        let bytes = serde_json::to_vec(message).map_err(|e| e.to_string())?;
+        let mut message = message.clone();
+        if self.stateless && message.get("id").is_some() && message.get("method").is_some() {
+            add_stateless_meta(&mut message);
+        }
+        let bytes = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
         self.stream
             .write_all(&encode_frame(&bytes))
             .map_err(|e| format!("write to server failed: {e}"))
@@ -151,4 +179,20 @@ pub fn result_text(result: &Value) -> String {
                 .join("\n")
         })
         .unwrap_or_default()
+}
+
+/// Adds the 2026-07-28 per-request `_meta` keys to a request.
+fn add_stateless_meta(request: &mut Value) {
+    let params = &mut request["params"];
+    if !params.is_object() {
+        *params = json!({});
+    }
+    let meta = &mut params["_meta"];
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    meta["io.modelcontextprotocol/protocolVersion"] = json!(STATELESS_PROTOCOL);
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({});
+    meta["io.modelcontextprotocol/clientInfo"] =
+        json!({ "name": "mcp-cli", "version": env!("CARGO_PKG_VERSION") });
 }

@@ -41,6 +41,8 @@ commands:
 
 options: --max-frame BYTES (default 1048576)
          --timeout-ms MS  give up when the server is silent this long (client commands)
+         --stateless      client commands use protocol 2026-07-28 (server/discover and
+                          per-request _meta) instead of initialize
 ";
 
 /// Flags that take a value.
@@ -64,7 +66,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--token-delay-ms",
     "--timeout-ms",
 ];
-const BOOL_FLAGS: &[&str] = &["--json", "--follow", "--help", "-h"];
+const BOOL_FLAGS: &[&str] = &["--json", "--follow", "--stateless", "--help", "-h"];
 
 struct Args {
     flags: HashMap<String, String>,
@@ -194,6 +196,7 @@ fn run() -> Result<bool, String> {
             .map_err(|e| format!("cannot set the read timeout: {e}"))?;
     }
     let mut client = Client::new(stream, max_frame);
+    client.set_stateless(args.has("--stateless"));
     client.initialize()?;
     match command {
         "tools" => commands::tools(&mut client, as_json).map(|_| true),

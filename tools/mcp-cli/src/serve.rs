@@ -11,7 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mcp::{
-    Connection, ConnectionClosed, LogLevel, LogRing, ReadStatus, Server, ServerConfig, ServerLoop,
+    Acceptor, Connection, ConnectionClosed, LogLevel, LogRing, ReadStatus, Server, ServerConfig,
+    ServerLoop,
 };
 
 use crate::target::Stream;
@@ -141,27 +142,19 @@ pub fn run(opts: ServeOptions) -> Result<(), String> {
     };
     let tools = test_tools::registry(opts.token_delay, log.clone(), start);
     let mut server_loop: ServerLoop<SocketConnection> = ServerLoop::new(Server::new(config, tools));
+    let mut acceptor = LoggingAcceptor {
+        listener,
+        log,
+        start,
+        accepted: 0,
+        error: None,
+    };
     let mut idle_rounds = 0u32;
     loop {
-        let mut busy = false;
-        while let Some(stream) = listener
-            .accept()
-            .map_err(|e| format!("accept failed: {e}"))?
-        {
-            busy = true;
-            match SocketConnection::new(stream) {
-                Ok(conn) => {
-                    let id = server_loop.add(conn);
-                    log.borrow_mut().push(
-                        LogLevel::Debug,
-                        test_tools::ms_since(start),
-                        format!("connection {} opened", id.0),
-                    );
-                }
-                Err(e) => eprintln!("serve: dropping a connection: {e}"),
-            }
+        let busy = server_loop.poll_accepting(&mut acceptor);
+        if let Some(e) = acceptor.error.take() {
+            return Err(e);
         }
-        busy |= server_loop.poll();
         if busy {
             idle_rounds = 0;
         } else {
@@ -169,6 +162,43 @@ pub fn run(opts: ServeOptions) -> Result<(), String> {
             idle_rounds = idle_rounds.saturating_add(1);
             let pause = if idle_rounds < 100 { 100 } else { 2000 };
             thread::sleep(Duration::from_micros(pause));
+        }
+    }
+}
+
+/// Accepts connections for the server loop (also while a tool runs) and logs them.
+struct LoggingAcceptor {
+    listener: Listener,
+    log: test_tools::SharedLog,
+    start: Instant,
+    accepted: u64,
+    /// A failed accept() ends the server; reported after the poll round.
+    error: Option<String>,
+}
+
+impl Acceptor<SocketConnection> for LoggingAcceptor {
+    fn accept(&mut self) -> Option<SocketConnection> {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok(Some(stream)) => stream,
+                Ok(None) => return None,
+                Err(e) => {
+                    self.error = Some(format!("accept failed: {e}"));
+                    return None;
+                }
+            };
+            match SocketConnection::new(stream) {
+                Ok(conn) => {
+                    self.log.borrow_mut().push(
+                        LogLevel::Debug,
+                        test_tools::ms_since(self.start),
+                        format!("connection {} opened", self.accepted),
+                    );
+                    self.accepted += 1;
+                    return Some(conn);
+                }
+                Err(e) => eprintln!("serve: dropping a connection: {e}"),
+            }
         }
     }
 }

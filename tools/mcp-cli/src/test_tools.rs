@@ -23,6 +23,10 @@ pub fn ms_since(start: Instant) -> u64 {
 pub struct Echo;
 
 impl Tool for Echo {
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     fn def(&self) -> ToolDef {
         ToolDef::new(
             "echo",
@@ -180,6 +184,10 @@ pub struct Health {
 }
 
 impl Tool for Health {
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     fn def(&self) -> ToolDef {
         catalog::health()
     }
@@ -207,6 +215,10 @@ pub struct Logs {
 }
 
 impl Tool for Logs {
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     fn def(&self) -> ToolDef {
         catalog::logs()
     }
