@@ -156,12 +156,12 @@ fn write_gguf(m: &Model, ggml_type: u32) -> Vec<u8> {
         o.u64(offset);
         offset += (data.len() as u64).div_ceil(32) * 32;
     }
-    while o.0.len() % 32 != 0 {
+    while !o.0.len().is_multiple_of(32) {
         o.0.push(0);
     }
     for (_, _, _, data) in &tensors {
         o.0.extend_from_slice(data);
-        while o.0.len() % 32 != 0 {
+        while !o.0.len().is_multiple_of(32) {
             o.0.push(0);
         }
     }
