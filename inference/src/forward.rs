@@ -208,6 +208,43 @@ fn softmax(x: &mut [f32]) {
     }
 }
 
+/// `att[t] = (q . k_t) / scale` for every cached position t, where k_t is `hs` values at
+/// `keys[t * kv_dim + kv_off..]`. Each dot product is summed in index order from 0.0 (run.c's
+/// order, so results are bit-identical), but SCORES positions at a time: independent chains
+/// keep the FPU busy instead of waiting on one serial sum.
+fn attention_scores(
+    q: &[f32],
+    keys: &[f32],
+    kv_dim: usize,
+    kv_off: usize,
+    scale: f32,
+    att: &mut [f32],
+) {
+    const SCORES: usize = 8;
+    let hs = q.len();
+    let mut t = 0;
+    while t + SCORES <= att.len() {
+        let mut acc = [0.0f32; SCORES];
+        for (i, &qi) in q.iter().enumerate() {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a += qi * keys[(t + j) * kv_dim + kv_off + i];
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            att[t + j] = a / scale;
+        }
+        t += SCORES;
+    }
+    for (tt, a) in att.iter_mut().enumerate().skip(t) {
+        let k = &keys[tt * kv_dim + kv_off..][..hs];
+        let mut score = 0.0f32;
+        for i in 0..hs {
+            score += q[i] * k[i];
+        }
+        *a = score / scale;
+    }
+}
+
 /// Rotates interleaved pairs (v[2i], v[2i+1]) of each head by the position's angles.
 fn rope(v: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     for head in v.chunks_exact_mut(head_dim) {
@@ -361,14 +398,8 @@ fn forward_chunk(
                 let q = &s.q[b * dim + h * hs..b * dim + (h + 1) * hs];
                 let kv_off = (h / kv_mul) * hs;
                 let att = &mut s.att[..=p];
-                for (t, a) in att.iter_mut().enumerate() {
-                    let k = &s.key_cache[layer_off + t * kv_dim + kv_off..][..hs];
-                    let mut score = 0.0f32;
-                    for i in 0..hs {
-                        score += q[i] * k[i];
-                    }
-                    *a = score / scale;
-                }
+                let keys = &s.key_cache[layer_off..layer_off + (p + 1) * kv_dim];
+                attention_scores(q, keys, kv_dim, kv_off, scale, att);
                 softmax(att);
                 let out = &mut s.xb[b * dim + h * hs..b * dim + (h + 1) * hs];
                 out.fill(0.0);

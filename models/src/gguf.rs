@@ -251,9 +251,12 @@ impl<'a> Gguf<'a> {
 
     /// Rows, cols and bytes of a 1-D or 2-D tensor.
     pub fn tensor_data(&self, t: &TensorInfo) -> Result<(usize, usize, &'a [u8]), ConvertError> {
-        let cols = t.dims[0] as usize;
-        let rows: u64 = t.dims[1..].iter().product();
-        let rows = rows as usize;
+        let cols = usize::try_from(t.dims[0]).unwrap_or(usize::MAX);
+        let rows = t.dims[1..]
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .and_then(|r| usize::try_from(r).ok())
+            .ok_or_else(|| ConvertError::Input(format!("tensor {}: dims overflow", t.name)))?;
         let row = match t.ggml_type {
             GGML_F32 => cols.checked_mul(4),
             GGML_F16 => cols.checked_mul(2),

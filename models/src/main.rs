@@ -25,6 +25,19 @@ const USAGE: &str = "usage:
       [--context N] [--stop STRING]... [--kernel scalar|avx2|avx512|avx512vnni|neon|...]
   mk-models export-gguf-f32 <in.gguf> <out.gguf>   (every tensor dequantised to F32)";
 
+/// Appends a line to a String (output is written at the end, so a closed pipe such as
+/// `| head` is not an error).
+macro_rules! outln {
+    ($o:ident, $($t:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($o, $($t)*);
+    }};
+}
+
+fn emit(s: &str) {
+    let _ = std::io::stdout().lock().write_all(s.as_bytes());
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -34,7 +47,7 @@ fn main() -> ExitCode {
         Some("export-gguf-f32") => export(&args[1..]),
         Some("accuracy") => accuracy(&args[1..]),
         Some("help") | Some("--help") | Some("-h") => {
-            println!("{USAGE}");
+            emit(&format!("{USAGE}\n"));
             Ok(())
         }
         _ => Err(format!("unknown command\n{USAGE}")),
@@ -133,7 +146,7 @@ fn convert(args: &[String]) -> Result<(), String> {
         std::fs::create_dir_all(dir).ok();
     }
     std::fs::write(out, &bytes).map_err(|e| format!("{out}: {e}"))?;
-    println!("wrote {out} ({} bytes)", bytes.len());
+    emit(&format!("wrote {out} ({} bytes)\n", bytes.len()));
     Ok(())
 }
 
@@ -142,18 +155,20 @@ fn load_file(path: &str) -> Result<Vec<u8>, String> {
 }
 
 fn inspect(args: &[String]) -> Result<(), String> {
+    let mut ob = String::new();
     let path = args.first().ok_or("inspect needs a model path")?;
     let bytes = load_file(path)?;
     let m = Model::load(&bytes).map_err(|e| e.to_string())?;
     let c = &m.config;
-    println!("model: {path} ({} bytes)", bytes.len());
+    outln!(ob, "model: {path} ({} bytes)", bytes.len());
     if let Some(n) = &m.name {
-        println!("name: {n}");
+        outln!(ob, "name: {n}");
     }
     if let Some(s) = &m.source {
-        println!("source: {s}");
+        outln!(ob, "source: {s}");
     }
-    println!(
+    outln!(
+        ob,
         "dim {} hidden {} layers {} heads {} kv_heads {} head_dim {} vocab {} seq_len {}",
         c.dim,
         c.hidden_dim,
@@ -164,7 +179,8 @@ fn inspect(args: &[String]) -> Result<(), String> {
         c.vocab_size,
         c.seq_len
     );
-    println!(
+    outln!(
+        ob,
         "rope_theta {} norm_eps {} classifier {}",
         c.rope_theta,
         c.norm_eps,
@@ -175,7 +191,8 @@ fn inspect(args: &[String]) -> Result<(), String> {
         }
     );
     let t = &m.tokenizer;
-    println!(
+    outln!(
+        ob,
         "tokenizer: {:?}, {} tokens, bos {:?}, eos {:?}, add_bos {}, {} merges",
         t.vocab().kind,
         t.vocab_size(),
@@ -184,7 +201,8 @@ fn inspect(args: &[String]) -> Result<(), String> {
         t.vocab().add_bos,
         t.vocab().merges.len()
     );
-    println!(
+    outln!(
+        ob,
         "chat template: {}",
         m.chat_template.as_deref().unwrap_or("none")
     );
@@ -208,12 +226,13 @@ fn inspect(args: &[String]) -> Result<(), String> {
             mats.push((format!("layers.{l}.{s}"), mat));
         }
     }
-    println!("tensors:");
+    outln!(ob, "tensors:");
     for (name, mat) in &mats {
         params += mat.rows * mat.cols;
         *counts.entry(mat.qtype.name()).or_default() += 1;
         if !name.starts_with("layers.") || name.starts_with("layers.0.") {
-            println!(
+            outln!(
+                ob,
                 "  {name:<24} {:<5} [{} x {}] {} bytes",
                 mat.qtype.name(),
                 mat.rows,
@@ -223,11 +242,12 @@ fn inspect(args: &[String]) -> Result<(), String> {
         }
     }
     if c.n_layers > 1 {
-        println!("  (layers 1..{} alike)", c.n_layers - 1);
+        outln!(ob, "  (layers 1..{} alike)", c.n_layers - 1);
     }
     params += c.dim * (2 * c.n_layers + 1);
-    println!("quant types: {counts:?}");
-    println!("parameters: {params}");
+    outln!(ob, "quant types: {counts:?}");
+    outln!(ob, "parameters: {params}");
+    emit(&ob);
     Ok(())
 }
 
@@ -308,7 +328,7 @@ fn generate(args: &[String]) -> Result<(), String> {
     };
     let mut state = State::new(&model.config, context, 128);
     if !chat {
-        print!("{prompt}");
+        emit(prompt);
     }
     let stdout = std::io::stdout();
     let g = engine
@@ -326,7 +346,7 @@ fn generate(args: &[String]) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?;
     let t = g.timings;
-    println!();
+    emit("\n");
     eprintln!(
         "[{} prompt tokens, {} generated, stop: {:?}; kernels {:?}, {} thread(s)]",
         t.prompt_tokens,
@@ -352,11 +372,12 @@ fn export(args: &[String]) -> Result<(), String> {
     };
     let out = gguf::export_f32(&load_file(input)?).map_err(|e| e.to_string())?;
     std::fs::write(output, &out).map_err(|e| format!("{output}: {e}"))?;
-    println!("wrote {output} ({} bytes)", out.len());
+    emit(&format!("wrote {output} ({} bytes)\n", out.len()));
     Ok(())
 }
 
 fn accuracy(args: &[String]) -> Result<(), String> {
+    let mut ob = String::new();
     let o = parse(args)?;
     o.check_known(&["--reference", "--model", "--text"])?;
     let rb = load_file(o.get("--reference").ok_or("missing --reference")?)?;
@@ -389,7 +410,8 @@ fn accuracy(args: &[String]) -> Result<(), String> {
             continue;
         }
         let a = mk_models::eval::teacher_forced(&r, &m, &ids, &kernels, &exec);
-        println!(
+        outln!(
+            ob,
             "{:>4} positions  top-1 {:5.1}%  max |dlogit| {:.4}  {t:?}",
             a.positions,
             100.0 * a.ratio(),
@@ -397,12 +419,14 @@ fn accuracy(args: &[String]) -> Result<(), String> {
         );
         total.merge(&a);
     }
-    println!(
+    outln!(
+        ob,
         "total: {}/{} = {:.1}% top-1 agreement, max logit error {:.4}",
         total.top1_equal,
         total.positions,
         100.0 * total.ratio(),
         total.max_logit_error
     );
+    emit(&ob);
     Ok(())
 }
