@@ -4,91 +4,33 @@
 //! faulting self-test gets its own boot, so any one of them can fail on its own.
 #![cfg(feature = "vm")]
 
-use ci::build::kernel_image;
-use ci::exit::KernelExit;
+mod common;
+
 use ci::qemu::Arch;
-use ci::{run_captured, Machine, VmConfig, VmOutcome};
-use std::time::{Duration, Instant};
+use ci::{Machine, VmConfig, VmOutcome};
+use common::*;
+use std::time::Duration;
 
 /// `max` has NEON + FP16 + DotProd + I8MM + BF16 + SVE; cortex-a72 only NEON.
 const CPUS: [&str; 2] = ["max", "cortex-a72"];
 
-/// Kernel exit codes (kernel/src/main.rs `exit_code`).
-const SUCCESS: u8 = 0;
-const SELFTEST_FAILED: u8 = 1;
-const PANIC: u8 = 2;
-const EXCEPTION: u8 = 3;
-const STACK_CANARY: u8 = 4;
-
 fn config(cpu: &str, cmdline: &str) -> VmConfig {
-    let kernel = kernel_image(Arch::Aarch64);
-    assert!(
-        kernel.exists(),
-        "no kernel image at {} (run `make build-arm`)",
-        kernel.display()
-    );
-    let mut cfg = VmConfig::new(Machine::Virt, kernel)
+    let mut cfg = VmConfig::new(Machine::Virt, kernel(Arch::Aarch64))
         .cmdline(cmdline)
         .timeout(Duration::from_secs(60));
     cfg.cpu = Some(cpu.to_string());
     cfg
 }
 
-/// Boot and return the outcome with the console's CR LF turned into LF.
-fn run(cfg: &VmConfig) -> VmOutcome {
-    let mut r = run_captured(cfg).expect("QEMU could not be started");
-    r.serial = r.serial.replace("\r\n", "\n");
-    r
-}
-
 fn boot(cpu: &str, cmdline: &str) -> VmOutcome {
     run(&config(cpu, cmdline))
-}
-
-/// The decimal number right after the first `prefix` in the log.
-fn number_after(serial: &str, prefix: &str) -> u64 {
-    let rest = &serial[serial
-        .find(prefix)
-        .unwrap_or_else(|| panic!("no '{prefix}'"))
-        + prefix.len()..];
-    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("no number after '{prefix}'"))
-}
-
-fn assert_exit(r: &VmOutcome, code: u8) {
-    assert!(!r.timed_out, "kernel hung\n{}", r.describe());
-    assert_eq!(
-        r.exit,
-        KernelExit::Code(code),
-        "wrong exit\n{}",
-        r.describe()
-    );
-    assert!(
-        r.serial.contains(&format!("microkernelia: exit {code:02}")),
-        "exit line missing\n{}",
-        r.describe()
-    );
 }
 
 #[test]
 fn normal_boot_runs_all_selftests_and_exits_zero() {
     for cpu in CPUS {
         let r = boot(cpu, "");
-        assert_exit(&r, SUCCESS);
-        let tests = [
-            "frames", "heap", "clock", "float", "simd", "log-ring", "tasks", "paging", "idle",
-        ];
-        for t in tests {
-            assert!(
-                r.serial.contains(&format!("selftest {t}: ok")),
-                "{t} on {cpu}\n{}",
-                r.describe()
-            );
-        }
-        let done = format!("selftests done: {} ok, 0 failed", tests.len());
-        assert!(r.serial.contains(&done), "{}", r.describe());
+        assert_all_selftests_ok(&r, cpu);
         assert!(
             r.serial.contains("on aarch64 Linux Image (QEMU virt)"),
             "{}",
@@ -100,14 +42,6 @@ fn normal_boot_runs_all_selftests_and_exits_zero() {
         // 256 MiB minus the DTB (QEMU pads it to 1 MiB), which is reserved.
         let mib = number_after(&r.serial, "memory: ");
         assert!((250..256).contains(&mib), "{}", r.describe());
-        assert!(r.boot_done_kernel_us.expect("boot done line") > 0);
-        assert!(r.boot_done_wall.is_some());
-        for l in r.serial.lines().filter(|l| l.contains(" INFO ")) {
-            assert!(
-                l.starts_with('[') && l.as_bytes()[13] == b']',
-                "unstamped line: {l}"
-            );
-        }
     }
 }
 
@@ -144,20 +78,12 @@ fn cpu_features_come_from_the_id_registers() {
 
 #[test]
 fn cmdline_and_memory_come_from_the_fdt() {
-    let mut cfg = config("max", "selftest=heap model=/models/x.st port=5000");
+    let mut cfg = config("max", CMDLINE);
     cfg.memory_mib = 1024;
     let r = run(&cfg);
-    assert_exit(&r, SUCCESS);
-    assert!(r
-        .serial
-        .contains("cmdline: \"selftest=heap model=/models/x.st port=5000\""));
+    assert_cmdline_reached(&r);
     let mib = number_after(&r.serial, "memory: ");
     assert!((1018..1024).contains(&mib), "{}", r.describe());
-    assert!(r.serial.contains("selftest heap: ok"));
-    assert!(
-        !r.serial.contains("selftest frames"),
-        "only the named test runs"
-    );
 }
 
 #[test]
@@ -299,63 +225,28 @@ fn frame_larger_than_the_stack_hits_the_guard_page() {
 
 #[test]
 fn panic_is_reported_with_its_location() {
-    let r = boot("cortex-a72", "selftest=panic");
-    assert_exit(&r, PANIC);
-    assert!(
-        r.serial.contains("PANIC: panicked at src/selftest.rs:"),
-        "{}",
-        r.describe()
-    );
-    assert!(r.serial.contains("index out of bounds"), "{}", r.describe());
+    assert_panic_reported(&boot("cortex-a72", "selftest=panic"));
 }
 
 #[test]
 fn smashed_canary_is_caught_on_switch() {
-    let r = boot("cortex-a72", "selftest=canary");
-    assert_exit(&r, STACK_CANARY);
-    assert!(
-        r.serial.contains("stack canary of task 'canary' smashed"),
-        "{}",
-        r.describe()
-    );
+    assert_canary_caught(&boot("cortex-a72", "selftest=canary"));
 }
 
 #[test]
 fn unknown_selftest_fails() {
-    let r = boot("max", "selftest=no-such-test");
-    assert_exit(&r, SELFTEST_FAILED);
-    assert!(r.serial.contains("unknown selftest 'no-such-test'"));
+    assert_unknown_selftest_fails(&boot("max", "selftest=no-such-test"));
 }
 
 #[test]
 fn hung_kernel_times_out_instead_of_hanging_the_test() {
     let cfg = config("max", "selftest=hang").timeout(Duration::from_secs(3));
-    let t0 = Instant::now();
-    let r = run(&cfg);
-    assert!(r.timed_out, "{}", r.describe());
-    assert_eq!(r.exit, KernelExit::Killed);
-    assert!(
-        t0.elapsed() < Duration::from_secs(20),
-        "runner did not stop the VM in time"
-    );
+    assert_hang_is_killed(&cfg, Duration::from_secs(20));
 }
 
 #[test]
 fn fault_report_symbolizes_on_the_host() {
     // The raw Image has no symbols; annotate finds the ELF next to it.
     let r = boot("max", "selftest=write-text");
-    assert_exit(&r, EXCEPTION);
-    let text = ci::symbolize::annotate(&r.serial, &kernel_image(Arch::Aarch64));
-    let frame0 = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("#0 "))
-        .unwrap();
-    assert!(
-        frame0.contains("kernel::selftest::write_text at kernel/src/selftest.rs:"),
-        "{text}"
-    );
-    assert!(
-        text.contains("kernel_main at kernel/src/main.rs:"),
-        "{text}"
-    );
+    assert_fault_symbolized(&r, Arch::Aarch64);
 }

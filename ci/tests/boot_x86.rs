@@ -4,68 +4,27 @@
 //! its own boot, so any one of them can fail on its own.
 #![cfg(feature = "vm")]
 
-use ci::build::kernel_image;
-use ci::exit::KernelExit;
+mod common;
+
 use ci::qemu::Arch;
-use ci::{run_captured, Machine, VmConfig, VmOutcome};
-use std::time::{Duration, Instant};
+use ci::{Machine, VmConfig, VmOutcome};
+use common::*;
+use std::time::Duration;
 
 const MACHINES: [Machine; 2] = [Machine::Q35, Machine::Microvm];
 
-/// Kernel exit codes (kernel/src/main.rs `exit_code`).
-const SUCCESS: u8 = 0;
-const SELFTEST_FAILED: u8 = 1;
-const PANIC: u8 = 2;
-const EXCEPTION: u8 = 3;
-const STACK_CANARY: u8 = 4;
-
 fn boot(machine: Machine, cmdline: &str) -> VmOutcome {
-    let kernel = kernel_image(Arch::X86_64);
-    assert!(
-        kernel.exists(),
-        "no kernel image at {} (run `make build-x86`)",
-        kernel.display()
-    );
-    let cfg = VmConfig::new(machine, kernel)
+    let cfg = VmConfig::new(machine, kernel(Arch::X86_64))
         .cmdline(cmdline)
         .timeout(Duration::from_secs(60));
-    run_captured(&cfg).expect("QEMU could not be started")
-}
-
-fn assert_exit(r: &VmOutcome, code: u8) {
-    assert!(!r.timed_out, "kernel hung\n{}", r.describe());
-    assert_eq!(
-        r.exit,
-        KernelExit::Code(code),
-        "wrong exit\n{}",
-        r.describe()
-    );
-    assert!(
-        r.serial.contains(&format!("microkernelia: exit {code:02}")),
-        "exit line missing\n{}",
-        r.describe()
-    );
+    run(&cfg)
 }
 
 #[test]
 fn normal_boot_runs_all_selftests_and_exits_zero() {
     for m in MACHINES {
         let r = boot(m, "");
-        assert_exit(&r, SUCCESS);
-        for t in [
-            "frames", "heap", "clock", "float", "simd", "log-ring", "tasks", "paging", "idle",
-        ] {
-            assert!(
-                r.serial.contains(&format!("selftest {t}: ok")),
-                "{t} on {m:?}\n{}",
-                r.describe()
-            );
-        }
-        assert!(
-            r.serial.contains("selftests done: 9 ok, 0 failed"),
-            "{}",
-            r.describe()
-        );
+        assert_all_selftests_ok(&r, &format!("{m:?}"));
         assert!(r.serial.contains("on x86_64 PVH"), "{}", r.describe());
         // SSE always; the TCG `max` CPU also has AVX2 + FMA, so those paths run.
         assert!(
@@ -74,16 +33,6 @@ fn normal_boot_runs_all_selftests_and_exits_zero() {
             "{}",
             r.describe()
         );
-        let us = r.boot_done_kernel_us.expect("boot done line");
-        assert!(us > 0, "{}", r.describe());
-        assert!(r.boot_done_wall.is_some());
-        // Every log line is time-stamped.
-        for l in r.serial.lines().filter(|l| l.contains(" INFO ")) {
-            assert!(
-                l.starts_with('[') && l.as_bytes()[13] == b']',
-                "unstamped line: {l}"
-            );
-        }
     }
 }
 
@@ -119,19 +68,7 @@ fn clock_is_calibrated_from_the_pit() {
 
 #[test]
 fn cmdline_reaches_the_kernel() {
-    let r = boot(
-        Machine::Microvm,
-        "selftest=heap model=/models/x.st port=5000",
-    );
-    assert_exit(&r, SUCCESS);
-    assert!(r
-        .serial
-        .contains("cmdline: \"selftest=heap model=/models/x.st port=5000\""));
-    assert!(r.serial.contains("selftest heap: ok"));
-    assert!(
-        !r.serial.contains("selftest frames"),
-        "only the named test runs"
-    );
+    assert_cmdline_reached(&boot(Machine::Microvm, CMDLINE));
 }
 
 fn expect_page_fault(selftest: &str, cause: &str) {
@@ -198,59 +135,36 @@ fn a_frame_larger_than_the_stack_cannot_jump_the_guard_page() {
 #[test]
 fn smashed_canary_is_caught_on_switch() {
     for m in MACHINES {
-        let r = boot(m, "selftest=canary");
-        assert_exit(&r, STACK_CANARY);
-        assert!(
-            r.serial.contains("stack canary of task 'canary' smashed"),
-            "{}",
-            r.describe()
-        );
+        assert_canary_caught(&boot(m, "selftest=canary"));
     }
 }
 
 #[test]
 fn panic_is_reported_with_its_location() {
-    let r = boot(Machine::Microvm, "selftest=panic");
-    assert_exit(&r, PANIC);
-    assert!(
-        r.serial.contains("PANIC: panicked at src/selftest.rs:"),
-        "{}",
-        r.describe()
-    );
-    assert!(r.serial.contains("index out of bounds"), "{}", r.describe());
+    assert_panic_reported(&boot(Machine::Microvm, "selftest=panic"));
 }
 
 #[test]
 fn unknown_selftest_fails() {
-    let r = boot(Machine::Q35, "selftest=no-such-test");
-    assert_exit(&r, SELFTEST_FAILED);
-    assert!(r.serial.contains("unknown selftest 'no-such-test'"));
+    assert_unknown_selftest_fails(&boot(Machine::Q35, "selftest=no-such-test"));
 }
 
 #[test]
 fn hung_kernel_times_out_instead_of_hanging_the_test() {
-    let kernel = kernel_image(Arch::X86_64);
-    let cfg = VmConfig::new(Machine::Microvm, kernel)
+    let cfg = VmConfig::new(Machine::Microvm, kernel(Arch::X86_64))
         .cmdline("selftest=hang")
         .timeout(Duration::from_secs(8));
-    let t0 = Instant::now();
-    let r = run_captured(&cfg).unwrap();
-    assert!(r.timed_out, "{}", r.describe());
-    assert_eq!(r.exit, KernelExit::Killed);
+    let r = assert_hang_is_killed(&cfg, Duration::from_secs(30));
     assert!(
         r.serial.contains("selftest hang: expecting no end"),
         "{}",
         r.describe()
     );
-    assert!(
-        t0.elapsed() < Duration::from_secs(30),
-        "runner did not stop the VM in time"
-    );
 }
 
 #[test]
 fn float_code_uses_sse_not_soft_float() {
-    let r = ci::floatcheck::check(&kernel_image(Arch::X86_64)).unwrap();
+    let r = ci::floatcheck::check(&kernel(Arch::X86_64)).unwrap();
     assert!(
         r.soft_float_symbols.is_empty(),
         "{:?}",
@@ -264,28 +178,15 @@ fn float_code_uses_sse_not_soft_float() {
 #[test]
 fn fault_report_symbolizes_on_the_host() {
     let r = boot(Machine::Q35, "selftest=write-text");
-    assert_exit(&r, EXCEPTION);
-    let text = ci::symbolize::annotate(&r.serial, &kernel_image(Arch::X86_64));
-    let frame0 = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("#0 "))
-        .unwrap();
-    assert!(
-        frame0.contains("kernel::selftest::write_text at kernel/src/selftest.rs:"),
-        "{text}"
-    );
-    assert!(
-        text.contains("kernel_main at kernel/src/main.rs:"),
-        "{text}"
-    );
+    assert_fault_symbolized(&r, Arch::X86_64);
 }
 
 #[test]
 fn boots_with_shared_memory_backend_for_vhost_user() {
     for m in MACHINES {
-        let mut cfg = VmConfig::new(m, kernel_image(Arch::X86_64)).cmdline("selftest=heap");
+        let mut cfg = VmConfig::new(m, kernel(Arch::X86_64)).cmdline("selftest=heap");
         cfg.shared_memory = true;
-        let r = run_captured(&cfg).unwrap();
+        let r = run(&cfg);
         assert_exit(&r, SUCCESS);
     }
 }

@@ -22,6 +22,25 @@ use std::time::{Duration, Instant};
 const MODEL: &str = "stories260k.safetensors";
 /// Tokens compared with the reference in the guest (all 200 take long under TCG on arm).
 const GREEDY_TOKENS: u64 = 120;
+/// The kernel's tools, in the order tools/list gives them.
+const TOOLS: [&str; 6] = [
+    "infer",
+    "health",
+    "metadata",
+    "load_model",
+    "logs",
+    "list_models",
+];
+
+/// The names in a tools/list result.
+fn tool_names(result: &Value) -> Vec<&str> {
+    result["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools: {result}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect()
+}
 
 fn expected() -> String {
     std::fs::read_to_string(repo_root().join("models/stories260k/expected-greedy-200.txt")).unwrap()
@@ -108,6 +127,18 @@ impl Client {
         }
     }
 
+    /// The MCP handshake: initialize, then the initialized notification; returns the
+    /// initialize response.
+    fn initialize(&mut self) -> Value {
+        let init = self.request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "e2e", "version": "0"}}),
+        );
+        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        init
+    }
+
     fn call(&mut self, tool: &str, args: Value) -> Value {
         let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
         r.get("result")
@@ -139,36 +170,14 @@ fn guest_serves_mcp_with_the_real_model() {
         let share = Share::new(m);
         let vm = boot(machine, &share);
         let mut c = Client::new(vm.connect().expect("vsock connect"));
-        let init = c.request(
-            "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "e2e", "version": "0"}}),
-        );
+        let init = c.initialize();
         assert_eq!(
             init["result"]["serverInfo"]["name"], "microkernelia",
             "{m}: {init}"
         );
-        c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
 
         let list = c.request("tools/list", json!({}));
-        let names: Vec<&str> = list["result"]["tools"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{m}: {list}"))
-            .iter()
-            .map(|t| t["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "infer",
-                "health",
-                "metadata",
-                "load_model",
-                "logs",
-                "list_models"
-            ],
-            "{m}"
-        );
+        assert_eq!(tool_names(&list["result"]), TOOLS, "{m}: {list}");
 
         // Greedy from BOS alone: the llama2.c reference text, token for token.
         let t0 = Instant::now();
@@ -307,23 +316,7 @@ fn mcp_inspector_through_bridge_boot() {
     }
     let share = Share::new("inspector");
     let list = inspector(&share, &["--method", "tools/list"]);
-    let names: Vec<&str> = list["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "infer",
-            "health",
-            "metadata",
-            "load_model",
-            "logs",
-            "list_models"
-        ]
-    );
+    assert_eq!(tool_names(&list), TOOLS, "{list}");
     let called = inspector(
         &share,
         &[
@@ -371,16 +364,8 @@ fn health_is_answered_while_infer_runs() {
         let m = machine.name();
         let share = Share::new(&format!("{m}-concurrent"));
         let vm = boot(machine, &share);
-        let init = |c: &mut Client| {
-            c.request(
-                "initialize",
-                json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                       "clientInfo": {"name": "e2e", "version": "0"}}),
-            );
-            c.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        };
         let mut a = Client::new(vm.connect().unwrap());
-        init(&mut a);
+        a.initialize();
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
         let long = std::thread::spawn(move || {
@@ -394,7 +379,7 @@ fn health_is_answered_while_infer_runs() {
         // Give the call time to start generating.
         std::thread::sleep(Duration::from_millis(300));
         let mut b = Client::new(vm.connect().unwrap());
-        init(&mut b);
+        b.initialize();
         let h = b.ok("health", json!({}));
         let answered_during = !done.load(Ordering::SeqCst);
         let out = long.join().unwrap();

@@ -17,6 +17,8 @@
 //!   small read-only file API.
 //! - [`vsock`]: a stream server over virtio-drivers' vsock connection manager
 //!   with credit handling for messages of megabytes.
+//! - [`idle`]: how long a polling loop waits after an empty poll (spin, then
+//!   sleeps that double up to a cap).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -24,6 +26,7 @@ extern crate alloc;
 pub mod acpi_mcfg;
 pub mod fuse;
 pub mod hal;
+pub mod idle;
 pub mod mmio_discovery;
 pub mod pci;
 pub mod virtio;

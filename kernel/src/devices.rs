@@ -41,12 +41,13 @@ static DMA: DmaOps = DmaOps {
     free_pages: dma_free,
 };
 
-/// Called between empty device polls: lets other cooperative tasks run
-/// (a no-op in the boot context), then waits. The first millisecond of an
-/// idle streak spins (a reply from virtiofsd takes microseconds); after that
-/// the CPU sleeps in 200 µs slices (`arch::cpu::idle`), so a server waiting
-/// for connections does not burn a host core. A gap of more than 20 µs
-/// between calls means work happened: a new streak.
+/// The drivers' idle hook, called between empty polls while a request waits
+/// (a virtio-fs reply, vsock credit): lets other cooperative tasks run (a
+/// no-op in the boot context), then waits. The first millisecond of an idle
+/// streak spins (a reply from virtiofsd takes microseconds); after that the
+/// CPU sleeps in 200 µs slices (`arch::cpu::idle`). A gap of more than 20 µs
+/// between calls means work happened: a new streak. The serve loop, which
+/// waits for whole requests, backs off further (`serve.rs`, `IdleBackoff`).
 pub fn idle() {
     use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static LAST_CALL_NS: AtomicU64 = AtomicU64::new(0);
