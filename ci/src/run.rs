@@ -63,7 +63,8 @@ pub fn parse_boot_done_us(line: &str) -> Option<u64> {
 pub fn run_captured(cfg: &VmConfig) -> io::Result<VmOutcome> {
     let bin = cfg.machine.arch().qemu_binary();
     let start = Instant::now();
-    let mut child = Command::new(bin)
+    // A runner killed by a signal runs no destructors: QEMU must die with it.
+    let mut child = crate::orphan::die_with_parent(&mut Command::new(bin))
         .args(cfg.qemu_args("stdio"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -149,7 +150,7 @@ pub fn run_captured(cfg: &VmConfig) -> io::Result<VmOutcome> {
 /// Ctrl-A C toggles the QEMU monitor). Returns the decoded exit.
 pub fn run_interactive(cfg: &VmConfig) -> io::Result<KernelExit> {
     let bin = cfg.machine.arch().qemu_binary();
-    let status = Command::new(bin)
+    let status = crate::orphan::die_with_parent(&mut Command::new(bin))
         .args(cfg.qemu_args("mon:stdio"))
         .status()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot start {bin}: {e}")))?;
