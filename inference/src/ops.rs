@@ -16,7 +16,7 @@ use crate::kernels::{KernelVariant, Kernels};
 pub enum Maths {
     /// run.c's maths, bit for bit.
     Exact,
-    /// Vectorised; `avx2` = the CPU runs the AVX2 builds of the loops.
+    /// Vectorised; `avx2` = the CPU runs the AVX2 (+FMA) builds of the loops.
     Fast { avx2: bool },
 }
 
@@ -36,7 +36,7 @@ impl Maths {
         match self {
             Maths::Exact => exact::rmsnorm(o, x, weight, eps),
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `avx2` is only set for kernel variants whose CPU check includes AVX2.
+            // SAFETY: `avx2` is only set for kernel variants whose CPU check includes AVX2 and FMA.
             Maths::Fast { avx2: true } => unsafe { avx2::rmsnorm(o, x, weight, eps) },
             Maths::Fast { .. } => fast::rmsnorm(o, x, weight, eps),
         }
@@ -294,27 +294,116 @@ mod fast {
         }
     }
 
+    /// Positions scored together: their independent sums hide the add latency.
+    const POSITIONS: usize = 4;
+    /// Accumulator lanes per score (one AVX2 register).
+    const SCORE_LANES: usize = 8;
+    /// Output values accumulated in registers across all positions (8 AVX2 registers).
+    const OUT_BLOCK: usize = 64;
+
+    #[inline(always)]
+    fn mul_add_lanes(acc: &mut [f32; SCORE_LANES], q: &[f32], k: &[f32]) {
+        for l in 0..SCORE_LANES {
+            acc[l] += q[l] * k[l];
+        }
+    }
+
+    #[inline(always)]
+    fn score(acc: [f32; SCORE_LANES], q: &[f32], k: &[f32], inv_scale: f32) -> f32 {
+        let mut s = 0.0;
+        for v in acc {
+            s += v;
+        }
+        for (x, y) in q.iter().zip(k) {
+            s += x * y;
+        }
+        s * inv_scale
+    }
+
+    /// `att[j] = dot(q, keys[j]) * inv_scale` for POSITIONS keys (separate accumulators and
+    /// zipped chunks: the form LLVM keeps in registers without bounds checks).
+    #[inline(always)]
+    fn scores(q: &[f32], keys: [&[f32]; POSITIONS], inv_scale: f32, att: &mut [f32]) {
+        let [k0, k1, k2, k3] = keys;
+        let (mut a0, mut a1, mut a2, mut a3) = (
+            [0.0f32; SCORE_LANES],
+            [0.0; SCORE_LANES],
+            [0.0; SCORE_LANES],
+            [0.0; SCORE_LANES],
+        );
+        let chunks = q
+            .chunks_exact(SCORE_LANES)
+            .zip(k0.chunks_exact(SCORE_LANES))
+            .zip(k1.chunks_exact(SCORE_LANES))
+            .zip(k2.chunks_exact(SCORE_LANES))
+            .zip(k3.chunks_exact(SCORE_LANES));
+        for ((((qc, c0), c1), c2), c3) in chunks {
+            mul_add_lanes(&mut a0, qc, c0);
+            mul_add_lanes(&mut a1, qc, c1);
+            mul_add_lanes(&mut a2, qc, c2);
+            mul_add_lanes(&mut a3, qc, c3);
+        }
+        let whole = q.len() / SCORE_LANES * SCORE_LANES;
+        let qr = &q[whole..];
+        att[0] = score(a0, qr, &k0[whole..], inv_scale);
+        att[1] = score(a1, qr, &k1[whole..], inv_scale);
+        att[2] = score(a2, qr, &k2[whole..], inv_scale);
+        att[3] = score(a3, qr, &k3[whole..], inv_scale);
+    }
+
     #[inline(always)]
     pub fn attention(q: &[f32], head: &Head, att: &mut [f32], out: &mut [f32]) {
         let hs = q.len();
         let inv_scale = 1.0 / libm::sqrtf(hs as f32);
-        for (t, a) in att.iter_mut().enumerate() {
-            *a = dot(q, head.key(t, hs)) * inv_scale;
+        let mut t = 0;
+        while t + POSITIONS <= att.len() {
+            let keys = core::array::from_fn(|j| head.key(t + j, hs));
+            scores(q, keys, inv_scale, &mut att[t..t + POSITIONS]);
+            t += POSITIONS;
+        }
+        for (tt, a) in att.iter_mut().enumerate().skip(t) {
+            *a = dot(q, head.key(tt, hs)) * inv_scale;
         }
         softmax(att);
-        out.fill(0.0);
-        for (t, &a) in att.iter().enumerate() {
-            for (o, &v) in out.iter_mut().zip(head.value(t, hs)) {
-                *o += a * v;
+        weighted_sum(att, head, out);
+    }
+
+    /// `out = sum_t att[t] * value_t`, OUT_BLOCK outputs at a time kept in registers.
+    #[inline(always)]
+    pub fn weighted_sum(att: &[f32], head: &Head, out: &mut [f32]) {
+        let hs = out.len();
+        let mut i0 = 0;
+        while i0 < hs {
+            let n = OUT_BLOCK.min(hs - i0);
+            if n == OUT_BLOCK {
+                let mut acc = [0.0f32; OUT_BLOCK];
+                for (t, &a) in att.iter().enumerate() {
+                    let v = &head.value(t, hs)[i0..i0 + OUT_BLOCK];
+                    for l in 0..OUT_BLOCK {
+                        acc[l] += a * v[l];
+                    }
+                }
+                out[i0..i0 + OUT_BLOCK].copy_from_slice(&acc);
+            } else {
+                let o = &mut out[i0..i0 + n];
+                o.fill(0.0);
+                for (t, &a) in att.iter().enumerate() {
+                    for (o, &v) in o.iter_mut().zip(&head.value(t, hs)[i0..i0 + n]) {
+                        *o += a * v;
+                    }
+                }
             }
+            i0 += n;
         }
     }
 }
 
-/// The `fast` loops compiled for AVX2 (8-wide).
+/// The `fast` loops compiled for AVX2 (8-wide), and the attention scores with explicit FMA
+/// intrinsics (LLVM's own vectorisation of `fast::scores` shuffles xmm registers instead).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{fast, Head};
+    use core::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn rmsnorm(o: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
@@ -326,9 +415,53 @@ mod avx2 {
         fast::swiglu(hb, hb2)
     }
 
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+    }
+
+    /// `att[t] = dot(q, key_t) * inv_scale`, four positions at a time (four independent FMA
+    /// chains). `q.len()` must be a multiple of 8.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn scores(q: &[f32], head: &Head, inv_scale: f32, att: &mut [f32]) {
+        let hs = q.len();
+        let qp = q.as_ptr();
+        let mut t = 0;
+        while t + 4 <= att.len() {
+            let k: [*const f32; 4] = core::array::from_fn(|j| head.key(t + j, hs).as_ptr());
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for i in (0..hs).step_by(8) {
+                // SAFETY: i + 8 <= hs, and q and every key hold hs values.
+                let qv = _mm256_loadu_ps(qp.add(i));
+                for j in 0..4 {
+                    acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[j].add(i)), acc[j]);
+                }
+            }
+            for j in 0..4 {
+                att[t + j] = hsum(acc[j]) * inv_scale;
+            }
+            t += 4;
+        }
+        for (tt, a) in att.iter_mut().enumerate().skip(t) {
+            let k = head.key(tt, hs).as_ptr();
+            let mut acc = _mm256_setzero_ps();
+            for i in (0..hs).step_by(8) {
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(i)), _mm256_loadu_ps(k.add(i)), acc);
+            }
+            *a = hsum(acc) * inv_scale;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
     pub unsafe fn attention(q: &[f32], head: &Head, att: &mut [f32], out: &mut [f32]) {
-        fast::attention(q, head, att, out)
+        if !q.len().is_multiple_of(8) {
+            return fast::attention(q, head, att, out);
+        }
+        scores(q, head, 1.0 / libm::sqrtf(q.len() as f32), att);
+        fast::softmax(att);
+        fast::weighted_sum(att, head, out);
     }
 }
 
@@ -373,7 +506,7 @@ mod tests {
     fn fast_maths_match_exact_closely() {
         let mut flavours = std::vec![Maths::Fast { avx2: false }];
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             flavours.push(Maths::Fast { avx2: true });
         }
         let close = |a: &[f32], b: &[f32], what: &str| {
@@ -399,8 +532,9 @@ mod tests {
                 close(&a, &b2, "swiglu");
                 b.clear();
             }
-            // Attention: 2 kv heads of 24, the second head, 1..=37 positions.
-            let (hs, kv_dim, kv_off) = (24, 48, 24);
+            // Attention: 2 kv heads of 72 (one 64-value register block + 8), the second head,
+            // 1..=37 positions.
+            let (hs, kv_dim, kv_off) = (72, 144, 72);
             let keys = data(37 * kv_dim, 3);
             let values = data(37 * kv_dim, 4);
             let q: Vec<f32> = data(hs, 5).iter().map(|v| v * 3.0).collect();
