@@ -3,8 +3,9 @@
 //!
 //! `forward` takes a run of tokens starting at `pos`: several tokens (prefill) go through every
 //! matmul as one matrix x matrix product (batch = tokens); one token (decode) is a matrix x
-//! vector product. The element-wise maths follows run.c operation for operation so that f32
-//! weights reproduce llama2.c's output bit for bit.
+//! vector product. The element-wise maths (crate::ops) follows run.c operation for operation
+//! with the scalar kernels, so that f32 weights reproduce llama2.c's output bit for bit; the SIMD
+//! kernel sets get its vectorised flavour.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -13,6 +14,7 @@ use crate::config::Config;
 use crate::exec::Executor;
 use crate::kernels::Kernels;
 use crate::model::{Matrix, Model};
+use crate::ops::Maths;
 use crate::quant::dequantize_row;
 
 /// Which logits `forward` computes.
@@ -176,75 +178,6 @@ impl State {
     }
 }
 
-/// run.c `rmsnorm`.
-fn rmsnorm(o: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
-    let mut ss = 0.0f32;
-    for &v in x {
-        ss += v * v;
-    }
-    ss /= x.len() as f32;
-    ss += eps;
-    ss = 1.0 / libm::sqrtf(ss);
-    for j in 0..x.len() {
-        o[j] = weight[j] * (ss * x[j]);
-    }
-}
-
-/// run.c `softmax`, in place.
-fn softmax(x: &mut [f32]) {
-    let mut max = x[0];
-    for &v in &x[1..] {
-        if v > max {
-            max = v;
-        }
-    }
-    let mut sum = 0.0f32;
-    for v in x.iter_mut() {
-        *v = libm::expf(*v - max);
-        sum += *v;
-    }
-    for v in x.iter_mut() {
-        *v /= sum;
-    }
-}
-
-/// `att[t] = (q . k_t) / scale` for every cached position t, where k_t is `hs` values at
-/// `keys[t * kv_dim + kv_off..]`. Each dot product is summed in index order from 0.0 (run.c's
-/// order, so results are bit-identical), but SCORES positions at a time: independent chains
-/// keep the FPU busy instead of waiting on one serial sum.
-fn attention_scores(
-    q: &[f32],
-    keys: &[f32],
-    kv_dim: usize,
-    kv_off: usize,
-    scale: f32,
-    att: &mut [f32],
-) {
-    const SCORES: usize = 8;
-    let hs = q.len();
-    let mut t = 0;
-    while t + SCORES <= att.len() {
-        let mut acc = [0.0f32; SCORES];
-        for (i, &qi) in q.iter().enumerate() {
-            for (j, a) in acc.iter_mut().enumerate() {
-                *a += qi * keys[(t + j) * kv_dim + kv_off + i];
-            }
-        }
-        for (j, a) in acc.iter().enumerate() {
-            att[t + j] = a / scale;
-        }
-        t += SCORES;
-    }
-    for (tt, a) in att.iter_mut().enumerate().skip(t) {
-        let k = &keys[tt * kv_dim + kv_off..][..hs];
-        let mut score = 0.0f32;
-        for i in 0..hs {
-            score += q[i] * k[i];
-        }
-        *a = score / scale;
-    }
-}
-
 /// Rotates interleaved pairs (v[2i], v[2i+1]) of each head by the position's angles.
 fn rope(v: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
     for head in v.chunks_exact_mut(head_dim) {
@@ -339,6 +272,7 @@ fn forward_chunk(
     let kv_mul = c.n_heads / c.n_kv_heads;
     let n = tokens.len();
     let eps = c.norm_eps;
+    let maths = Maths::for_kernels(kernels);
 
     // RoPE angles of the chunk's positions, shared by every layer.
     let half = hs / 2;
@@ -358,7 +292,7 @@ fn forward_chunk(
         // Attention block.
         for b in 0..n {
             let r = b * dim..(b + 1) * dim;
-            rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.attention_norm, eps);
+            maths.rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.attention_norm, eps);
         }
         if let Some(st) = s.stats.as_mut() {
             let ls = &mut st.layers[l];
@@ -372,43 +306,27 @@ fn forward_chunk(
         let layer_off = l * s.max_seq * kv_dim;
         for b in 0..n {
             let p = pos + b;
-            rope_angles(p, hs, c.rope_theta, &mut s.rope_cos, &mut s.rope_sin);
-            rope(
-                &mut s.q[b * dim..(b + 1) * dim],
-                hs,
-                &s.rope_cos,
-                &s.rope_sin,
+            let (cos, sin) = (
+                &s.rope_cos[b * half..(b + 1) * half],
+                &s.rope_sin[b * half..(b + 1) * half],
             );
-            rope(
-                &mut s.k[b * kv_dim..(b + 1) * kv_dim],
-                hs,
-                &s.rope_cos,
-                &s.rope_sin,
-            );
+            rope(&mut s.q[b * dim..(b + 1) * dim], hs, cos, sin);
+            rope(&mut s.k[b * kv_dim..(b + 1) * kv_dim], hs, cos, sin);
             let at = layer_off + p * kv_dim;
             s.key_cache[at..at + kv_dim].copy_from_slice(&s.k[b * kv_dim..(b + 1) * kv_dim]);
             s.value_cache[at..at + kv_dim].copy_from_slice(&s.v[b * kv_dim..(b + 1) * kv_dim]);
         }
 
         // Causal attention: token b sees positions 0..=pos+b.
-        let scale = libm::sqrtf(hs as f32);
+        let cache = layer_off..layer_off + (pos + n) * kv_dim;
+        let (keys, values) = (&s.key_cache[cache.clone()], &s.value_cache[cache]);
         for b in 0..n {
             let p = pos + b;
             for h in 0..c.n_heads {
                 let q = &s.q[b * dim + h * hs..b * dim + (h + 1) * hs];
-                let kv_off = (h / kv_mul) * hs;
-                let att = &mut s.att[..=p];
-                let keys = &s.key_cache[layer_off..layer_off + (p + 1) * kv_dim];
-                attention_scores(q, keys, kv_dim, kv_off, scale, att);
-                softmax(att);
                 let out = &mut s.xb[b * dim + h * hs..b * dim + (h + 1) * hs];
-                out.fill(0.0);
-                for (t, &a) in att.iter().enumerate() {
-                    let v = &s.value_cache[layer_off + t * kv_dim + kv_off..][..hs];
-                    for i in 0..hs {
-                        out[i] += a * v[i];
-                    }
-                }
+                let kv_off = (h / kv_mul) * hs;
+                maths.attention(q, keys, values, kv_dim, kv_off, &mut s.att[..=p], out);
             }
         }
         if let Some(st) = s.stats.as_mut() {
@@ -424,7 +342,7 @@ fn forward_chunk(
         // SwiGLU feed-forward block: w2(silu(w1 x) * w3 x).
         for b in 0..n {
             let r = b * dim..(b + 1) * dim;
-            rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.ffn_norm, eps);
+            maths.rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.ffn_norm, eps);
         }
         if let Some(st) = s.stats.as_mut() {
             let ls = &mut st.layers[l];
@@ -433,12 +351,7 @@ fn forward_chunk(
         }
         matmul(kernels, exec, &lw.w1, &s.xb, n, &mut s.hb);
         matmul(kernels, exec, &lw.w3, &s.xb, n, &mut s.hb2);
-        for i in 0..n * hidden {
-            let mut val = s.hb[i];
-            val *= 1.0 / (1.0 + libm::expf(-val));
-            val *= s.hb2[i];
-            s.hb[i] = val;
-        }
+        maths.swiglu(&mut s.hb[..n * hidden], &s.hb2[..n * hidden]);
         if let Some(st) = s.stats.as_mut() {
             let ls = &mut st.layers[l];
             let keep = st.keep_inputs.then_some(&mut ls.w2_rows);
@@ -453,7 +366,7 @@ fn forward_chunk(
     for b in 0..n {
         let r = b * dim..(b + 1) * dim;
         s.xb[r.clone()].copy_from_slice(&s.x[r.clone()]);
-        rmsnorm(&mut s.x[r.clone()], &s.xb[r], &w.norm, eps);
+        maths.rmsnorm(&mut s.x[r.clone()], &s.xb[r], &w.norm, eps);
     }
     if let Some(st) = s.stats.as_mut() {
         let keep = st.keep_inputs.then_some(&mut st.classifier_rows);

@@ -17,6 +17,7 @@ pub mod format;
 pub mod forward;
 pub mod generate;
 pub mod model;
+pub mod ops;
 pub mod sampler;
 pub mod tokenizer;
 
