@@ -157,13 +157,15 @@ fn quantised_models_agree_with_f32_teacher_forced() {
     // Score the positions whose next token is known: the last one predicts beyond the text.
     let k = kernels();
     let mut failures = Vec::new();
-    // Issue 6 asks for >= 95% everywhere. Q8_0 meets it; with importance-weighted rounding
-    // stories260K (dim 64) measures 91.0% at Q4_0 and 94.0% at Q4_1 (docs/BENCHMARKS.md): the
-    // floors below pin those figures so a regression fails, pending GPTQ-style error feedback.
+    // Issue 6 asks for >= 95% everywhere. Q8_0 (98.5%) and Q4_1 (96.0%) meet it. Q4_0
+    // measures 92.0% (GPTQ, Q8_0 embedding/classifier); keeping some layer matrices at Q8_0
+    // (llama.cpp's attn_v/ffn_down rule, all wv/w2) does not change that beyond noise, and
+    // nothing short of keeping ~half the layer weights at 8 bits reaches 95%
+    // (docs/BENCHMARKS.md). Its floor pins the measured figure so a regression fails.
     for (q, floor) in [
         (Quant::Q8_0, 0.95),
-        (Quant::Q4_0, 0.90),
-        (Quant::Q4_1, 0.935),
+        (Quant::Q4_0, 0.915),
+        (Quant::Q4_1, 0.95),
     ] {
         let bytes = convert(q);
         let model = Model::load(&bytes).unwrap();
