@@ -569,7 +569,7 @@ fn default_system_prompt(template: &str) -> Option<String> {
 }
 
 /// Built-in calibration text for re-quantising GGUF models: prose, dialogue, code, numbers.
-const CALIBRATION_TEXT: &str = "<|im_start|>user\nCan you explain how rainbows form?<|im_end|>\n<|im_start|>assistant\nSure! A rainbow forms when sunlight enters raindrops, bends (refracts), reflects off the back of the drop and bends again on the way out. Each colour bends by a slightly different angle, so white light spreads into red, orange, yellow, green, blue and violet.<|im_end|>\nOnce upon a time, in a small village by the sea, there lived an old fisherman who told stories every evening. def mean(xs):\n    return sum(xs) / len(xs)  # average of 3, 5 and 10 is 6\nThe meeting is on 12 March 2024 at 09:30.";
+pub const CALIBRATION_TEXT: &str = "<|im_start|>user\nCan you explain how rainbows form?<|im_end|>\n<|im_start|>assistant\nSure! A rainbow forms when sunlight enters raindrops, bends (refracts), reflects off the back of the drop and bends again on the way out. Each colour bends by a slightly different angle, so white light spreads into red, orange, yellow, green, blue and violet.<|im_end|>\nOnce upon a time, in a small village by the sea, there lived an old fisherman who told stories every evening. def mean(xs):\n    return sum(xs) / len(xs)  # average of 3, 5 and 10 is 6\nThe meeting is on 12 March 2024 at 09:30.";
 
 /// GGUF -> our model at `quant` (matrices already at that type are kept bit for bit).
 /// Matrices re-quantised to a 4-bit type are importance-weighted with activation statistics

@@ -50,6 +50,19 @@ impl Quant {
             _ => QuantType::Q8_0,
         }
     }
+
+    /// Quant type of one matrix in a `self` model (the mix; docs/MODEL_FORMAT.md
+    /// "Quantisation mixes"): `matrix` is `tok_embeddings`, `output`, or a layer matrix
+    /// (`wq` .. `w3`) of `layer` out of `n_layers`.
+    pub fn tensor_type(self, matrix: &str, layer: Option<usize>, n_layers: usize) -> QuantType {
+        let _ = (layer, n_layers);
+        match matrix {
+            // The classifier (tied or not) and the embedding keep 8 bits: llama.cpp never
+            // puts them at 4 bits either (Q6_K/Q8_0).
+            inference::format::T_TOK_EMBD | inference::format::T_OUTPUT => self.embedding_type(),
+            _ => self.matrix_type(),
+        }
+    }
 }
 
 #[derive(Debug)]

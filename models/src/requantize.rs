@@ -144,17 +144,27 @@ fn add(
     Ok(())
 }
 
-/// Writes `model` with its matrices at `quant` (see `Quant::embedding_type` for the
-/// embedding). Matrices already at the target type are copied unchanged.
+/// Writes `model` with its matrices at `quant`'s mix (`Quant::tensor_type`: which tensors
+/// keep 8 bits). Matrices already at their target type are copied unchanged.
 pub fn requantize(
     model: &Model,
     quant: Quant,
     stats: Option<&ActivationStats>,
 ) -> Result<Vec<u8>, ConvertError> {
+    let n_layers = model.config.n_layers;
+    requantize_mixed(model, stats, &|m, l| quant.tensor_type(m, l, n_layers))
+}
+
+/// As `requantize`, with the type of every matrix chosen by `type_of(matrix, layer)`
+/// (`matrix`: a `format` tensor name for the global ones, `wq`..`w3` with `Some(layer)`).
+pub fn requantize_mixed(
+    model: &Model,
+    stats: Option<&ActivationStats>,
+    type_of: &dyn Fn(&str, Option<usize>) -> QuantType,
+) -> Result<Vec<u8>, ConvertError> {
     let c = &model.config;
     let wts = &model.weights;
     let mut w = ModelWriter::new(c);
-    let mq = quant.matrix_type();
     let n = stats.map_or(1, |s| s.tokens);
     let cls_imp = stats.map(|s| mean(&s.classifier_in, n));
     let emb_imp = if c.tied_classifier {
@@ -164,7 +174,7 @@ pub fn requantize(
     };
     let cls_rows = stats.map(|s| s.classifier_rows.as_slice());
     let emb_rows = if c.tied_classifier { cls_rows } else { None };
-    let emb_q = quant.embedding_type();
+    let emb_q = type_of(format::T_TOK_EMBD, None);
     add(
         &mut w,
         format::T_TOK_EMBD,
@@ -178,7 +188,7 @@ pub fn requantize(
             &mut w,
             format::T_OUTPUT,
             out,
-            mq,
+            type_of(format::T_OUTPUT, None),
             cls_imp.as_deref(),
             cls_rows,
         )?;
@@ -196,15 +206,37 @@ pub fn requantize(
         let (attn_x, wo_x) = (rows(|s| &s.attn_rows), rows(|s| &s.wo_rows));
         let (ffn_x, w2_x) = (rows(|s| &s.ffn_rows), rows(|s| &s.w2_rows));
         let name = |s: &str| format::layer_tensor(l, s);
+        let mq = |m: &str| type_of(m, Some(l));
         w.add_vector(&name("attention_norm"), &lw.attention_norm)?;
         w.add_vector(&name("ffn_norm"), &lw.ffn_norm)?;
-        add(&mut w, &name("wq"), &lw.wq, mq, attn.as_deref(), attn_x)?;
-        add(&mut w, &name("wk"), &lw.wk, mq, attn.as_deref(), attn_x)?;
-        add(&mut w, &name("wv"), &lw.wv, mq, attn.as_deref(), attn_x)?;
-        add(&mut w, &name("wo"), &lw.wo, mq, wo.as_deref(), wo_x)?;
-        add(&mut w, &name("w1"), &lw.w1, mq, ffn.as_deref(), ffn_x)?;
-        add(&mut w, &name("w2"), &lw.w2, mq, w2.as_deref(), w2_x)?;
-        add(&mut w, &name("w3"), &lw.w3, mq, ffn.as_deref(), ffn_x)?;
+        add(
+            &mut w,
+            &name("wq"),
+            &lw.wq,
+            mq("wq"),
+            attn.as_deref(),
+            attn_x,
+        )?;
+        add(
+            &mut w,
+            &name("wk"),
+            &lw.wk,
+            mq("wk"),
+            attn.as_deref(),
+            attn_x,
+        )?;
+        add(
+            &mut w,
+            &name("wv"),
+            &lw.wv,
+            mq("wv"),
+            attn.as_deref(),
+            attn_x,
+        )?;
+        add(&mut w, &name("wo"), &lw.wo, mq("wo"), wo.as_deref(), wo_x)?;
+        add(&mut w, &name("w1"), &lw.w1, mq("w1"), ffn.as_deref(), ffn_x)?;
+        add(&mut w, &name("w2"), &lw.w2, mq("w2"), w2.as_deref(), w2_x)?;
+        add(&mut w, &name("w3"), &lw.w3, mq("w3"), ffn.as_deref(), ffn_x)?;
     }
     w.set_tokenizer(model.tokenizer.vocab())?;
     let meta = [

@@ -7,11 +7,14 @@ use inference::kernels::{CpuFeatures, Kernels};
 use inference::quant::QuantType;
 use inference::{forward, Engine, GenerateParams, Logits, Model, State, StopReason};
 use mk_models::eval::{all_logits, teacher_forced};
+use mk_models::requantize::requantize;
 use mk_models::{llama2c, Quant};
 
 const CKPT: &[u8] = include_bytes!("../stories260k/stories260K.bin");
 const TOK: &[u8] = include_bytes!("../stories260k/tok512.bin");
 const EXPECTED: &str = include_str!("../stories260k/expected-greedy-200.txt");
+/// BOS + a few ordinary tokens (any ids below the 512-token vocabulary).
+const EXPECTED_IDS_PROMPT: [u32; 8] = [1, 403, 407, 261, 378, 301, 429, 262];
 
 fn no_clock() -> u64 {
     0
@@ -161,13 +164,15 @@ fn quantised_models_agree_with_f32_teacher_forced() {
     // Score the positions whose next token is known: the last one predicts beyond the text.
     let k = kernels();
     let mut failures = Vec::new();
-    // Issue 6 asks for >= 95% everywhere. Q8_0 meets it; with importance-weighted rounding
-    // stories260K (dim 64) measures 91.0% at Q4_0 and 94.0% at Q4_1 (docs/BENCHMARKS.md): the
-    // floors below pin those figures so a regression fails, pending GPTQ-style error feedback.
+    // Issue 6 asks for >= 95% everywhere. Q8_0 (98.5%) and Q4_1 (96.0%) meet it. Q4_0
+    // measures 92.0% (GPTQ, Q8_0 embedding/classifier); keeping some layer matrices at Q8_0
+    // (llama.cpp's attn_v/ffn_down rule, all wv/w2) does not change that beyond noise, and
+    // nothing short of keeping ~half the layer weights at 8 bits reaches 95%
+    // (docs/BENCHMARKS.md). Its floor pins the measured figure so a regression fails.
     for (q, floor) in [
         (Quant::Q8_0, 0.95),
-        (Quant::Q4_0, 0.90),
-        (Quant::Q4_1, 0.935),
+        (Quant::Q4_0, 0.915),
+        (Quant::Q4_1, 0.95),
     ] {
         let bytes = convert(q);
         let model = Model::load(&bytes).unwrap();
@@ -190,6 +195,40 @@ fn quantised_models_agree_with_f32_teacher_forced() {
         }
     }
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// A mixed file: in a 4-bit model an untied classifier keeps 8 bits like the tied one (so the
+/// same weights give bit-identical logits whether the classifier is tied or not), while the
+/// layer matrices are 4-bit.
+#[test]
+fn untied_classifier_keeps_8_bits_in_a_4_bit_model() {
+    let f32_bytes = convert(Quant::F32);
+    let tied = Model::load(&f32_bytes).unwrap();
+    let mut untied = Model::load(&f32_bytes).unwrap();
+    untied.config.tied_classifier = false;
+    untied.weights.output = Some(untied.weights.tok_embeddings);
+    let seq: Vec<u32> = EXPECTED_IDS_PROMPT.to_vec();
+    let k = kernels();
+    for q in [Quant::Q4_0, Quant::Q4_1] {
+        let untied_bytes = requantize(&untied, q, None).unwrap();
+        let u = Model::load(&untied_bytes).unwrap();
+        let out = u.weights.output.expect("untied classifier written");
+        assert_eq!(out.qtype, QuantType::Q8_0, "{q:?}");
+        assert_eq!(u.weights.tok_embeddings.qtype, QuantType::Q8_0, "{q:?}");
+        assert!(u
+            .weights
+            .layers
+            .iter()
+            .all(|l| l.wq.qtype == q.matrix_type() && l.w2.qtype == q.matrix_type()));
+        let tied_bytes = requantize(&tied, q, None).unwrap();
+        let t = Model::load(&tied_bytes).unwrap();
+        assert!(t.weights.output.is_none());
+        assert_eq!(
+            all_logits(&u, &seq, &k, &Inline),
+            all_logits(&t, &seq, &k, &Inline),
+            "{q:?}"
+        );
+    }
 }
 
 #[test]
