@@ -123,19 +123,14 @@ impl Transport for MmioTransport {
     }
 
     fn read_device_features(&mut self) -> u64 {
-        self.regs.write32(DEVICE_FEATURES_SEL, 0);
-        let low = self.regs.read32(DEVICE_FEATURES) as u64;
-        self.regs.write32(DEVICE_FEATURES_SEL, 1);
-        let high = self.regs.read32(DEVICE_FEATURES) as u64;
-        ((high << 32) | low) & !super::HIDDEN_FEATURES
+        self.regs
+            .read_selected_u64(DEVICE_FEATURES_SEL, DEVICE_FEATURES)
+            & !super::HIDDEN_FEATURES
     }
 
     fn write_driver_features(&mut self, driver_features: u64) {
-        self.regs.write32(DRIVER_FEATURES_SEL, 0);
-        self.regs.write32(DRIVER_FEATURES, driver_features as u32);
-        self.regs.write32(DRIVER_FEATURES_SEL, 1);
         self.regs
-            .write32(DRIVER_FEATURES, (driver_features >> 32) as u32);
+            .write_selected_u64(DRIVER_FEATURES_SEL, DRIVER_FEATURES, driver_features);
     }
 
     fn max_queue_size(&mut self, queue: u16) -> u32 {

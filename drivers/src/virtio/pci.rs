@@ -188,19 +188,14 @@ impl Transport for PciTransport {
     }
 
     fn read_device_features(&mut self) -> u64 {
-        self.common.write32(DEVICE_FEATURE_SELECT, 0);
-        let low = self.common.read32(DEVICE_FEATURE) as u64;
-        self.common.write32(DEVICE_FEATURE_SELECT, 1);
-        let high = self.common.read32(DEVICE_FEATURE) as u64;
-        ((high << 32) | low) & !super::HIDDEN_FEATURES
+        self.common
+            .read_selected_u64(DEVICE_FEATURE_SELECT, DEVICE_FEATURE)
+            & !super::HIDDEN_FEATURES
     }
 
     fn write_driver_features(&mut self, driver_features: u64) {
-        self.common.write32(DRIVER_FEATURE_SELECT, 0);
-        self.common.write32(DRIVER_FEATURE, driver_features as u32);
-        self.common.write32(DRIVER_FEATURE_SELECT, 1);
         self.common
-            .write32(DRIVER_FEATURE, (driver_features >> 32) as u32);
+            .write_selected_u64(DRIVER_FEATURE_SELECT, DRIVER_FEATURE, driver_features);
     }
 
     fn max_queue_size(&mut self, queue: u16) -> u32 {

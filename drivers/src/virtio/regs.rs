@@ -63,6 +63,24 @@ impl Regs {
         unsafe { self.at::<u32>(offset).write_volatile(value) }
     }
     /// 64-bit registers as two 32-bit halves, low first (virtio 1.2 §4.1.3.1).
+    /// Reads a 64-bit feature word through a select register (both transports expose the
+    /// device's feature bits 32 at a time: write the word index to `select`, read `value`).
+    pub fn read_selected_u64(&self, select: usize, value: usize) -> u64 {
+        self.write32(select, 0);
+        let low = self.read32(value) as u64;
+        self.write32(select, 1);
+        let high = self.read32(value) as u64;
+        (high << 32) | low
+    }
+
+    /// Writes a 64-bit feature word through a select register, 32 bits at a time.
+    pub fn write_selected_u64(&self, select: usize, value: usize, word: u64) {
+        self.write32(select, 0);
+        self.write32(value, word as u32);
+        self.write32(select, 1);
+        self.write32(value, (word >> 32) as u32);
+    }
+
     pub fn write64_split(&self, offset: usize, value: u64) {
         self.write32(offset, value as u32);
         self.write32(offset + 4, (value >> 32) as u32);
