@@ -47,7 +47,7 @@ echo "$GGUF_SHA  $GGUF" | sha256sum -c --quiet
 # 4. Matmuls: SmolLM2-135M shapes (q/o 576x576, k/v 192x576, gate/up 1536x576, down 576x1536,
 #    classifier 49152x576); decode = batch 1, prefill = batch 128.
 # Built once and run directly, so editing sources during a run cannot change what is measured.
-BENCH=$(cargo bench -p inference --bench matmul --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\)).*/\1/p' | tail -1)
+BENCH=$(cargo bench -p inference --features std --bench matmul --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\)).*/\1/p' | tail -1)
 [ -x "$BENCH" ] || { echo "bench binary not found"; exit 1; }
 SHAPES="576x576 192x576 1536x576 576x1536 49152x576"
 : > "$OUT/matmul.tsv"

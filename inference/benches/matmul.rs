@@ -7,37 +7,9 @@
 
 mod pool;
 
-use inference::kernels::{CpuFeatures, KernelVariant, Kernels, MatRef};
+use inference::kernels::{host_features, KernelVariant, Kernels, MatRef};
 use inference::quant::{quantize_row, row_bytes, QuantType};
 use std::time::Instant;
-
-fn host_features() -> CpuFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        CpuFeatures {
-            avx2: has!("avx2"),
-            fma: has!("fma"),
-            f16c: has!("f16c"),
-            avx512f: has!("avx512f"),
-            avx512bw: has!("avx512bw"),
-            avx512vl: has!("avx512vl"),
-            avx512vnni: has!("avx512vnni"),
-            avxvnni: has!("avxvnni"),
-            ..CpuFeatures::default()
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        use std::arch::is_aarch64_feature_detected as has;
-        CpuFeatures {
-            neon: has!("neon"),
-            dotprod: has!("dotprod"),
-            i8mm: has!("i8mm"),
-            ..CpuFeatures::default()
-        }
-    }
-}
 
 fn list(args: &[String], key: &str, default: &str) -> Vec<String> {
     let v = args

@@ -180,6 +180,6 @@ mod tests {
     #[test]
     fn x86_reading_agrees_with_std_detection() {
         let f = CpuFeatures::from_x86_cpuid(&read_x86_cpuid());
-        assert_eq!(f, crate::kernels::tests::host_features());
+        assert_eq!(f, crate::kernels::host_features());
     }
 }

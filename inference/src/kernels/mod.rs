@@ -12,6 +12,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod features;
+#[cfg(any(test, feature = "std"))]
+mod host;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod scalar;
@@ -26,6 +28,8 @@ pub use features::read_aarch64_id_regs;
 #[cfg(target_arch = "x86_64")]
 pub use features::read_x86_cpuid;
 pub use features::{Aarch64IdRegs, X86Cpuid};
+#[cfg(any(test, feature = "std"))]
+pub use host::host_features;
 
 /// CPU features the kernels may use. `Default` is none: the scalar path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -340,37 +340,6 @@ fn selection_follows_features() {
     }
 }
 
-/// Features of the machine running the tests (std detection is fine in tests).
-pub(crate) fn host_features() -> CpuFeatures {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        CpuFeatures {
-            avx2: has!("avx2"),
-            fma: has!("fma"),
-            f16c: has!("f16c"),
-            avx512f: has!("avx512f"),
-            avx512bw: has!("avx512bw"),
-            avx512vl: has!("avx512vl"),
-            avx512vnni: has!("avx512vnni"),
-            avxvnni: has!("avxvnni"),
-            ..CpuFeatures::default()
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        use std::arch::is_aarch64_feature_detected as has;
-        CpuFeatures {
-            neon: has!("neon"),
-            dotprod: has!("dotprod"),
-            i8mm: has!("i8mm"),
-            ..CpuFeatures::default()
-        }
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    CpuFeatures::default()
-}
-
 /// SIMD variants this machine can run; prints the ones it cannot so a skipped path is visible.
 fn runnable_variants() -> Vec<Kernels> {
     let f = host_features();
