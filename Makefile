@@ -181,9 +181,11 @@ $(SMOLLM2_GGUF):
 build/models/smollm2-135m-instruct.%.safetensors: $(SMOLLM2_GGUF) | mk-models
 	$(MK_MODELS) convert gguf $< --quant $* -o $@
 
-# Before the host tests: fetch SmolLM2 so its tests run; offline, they skip with a reason.
+# Before the host tests: fetch SmolLM2 and Gemma 3 so their tests run; offline, they skip
+# with a reason.
 models-for-test:
 	@bash models/fetch-smollm2.sh || echo "models: SmolLM2 not fetched; its tests will skip"
+	@bash models/fetch-gemma3.sh || echo "models: Gemma 3 not fetched; its tests will skip"
 test-host: models-for-test
 
 # ------------------------------------------------------------ end to end ----
