@@ -15,6 +15,7 @@
 //!   (identity mapping).
 //! - [`fuse`] + [`virtiofs`]: FUSE messages and the virtio-fs client with a
 //!   small read-only file API.
+//! - [`net`]: virtio-net frames in and out without blocking, for the TCP/IP stack.
 //! - [`vsock`]: a stream server over virtio-drivers' vsock connection manager
 //!   with credit handling for messages of megabytes.
 //! - [`idle`]: how long a polling loop waits after an empty poll (spin, then
@@ -28,6 +29,7 @@ pub mod fuse;
 pub mod hal;
 pub mod idle;
 pub mod mmio_discovery;
+pub mod net;
 pub mod pci;
 pub mod virtio;
 pub mod virtiofs;

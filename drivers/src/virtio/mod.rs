@@ -20,6 +20,7 @@ use virtio_drivers::{
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// Virtio device ids (virtio 1.2 §5).
+pub const DEVICE_ID_NET: u32 = 1;
 pub const DEVICE_ID_VSOCK: u32 = 19;
 pub const DEVICE_ID_FS: u32 = 26;
 
