@@ -3,7 +3,8 @@
 #   make run-x86 [MACHINE=q35|microvm] [ACCEL=tcg|kvm] [MODEL=name] [APPEND="selftest=null-read"]
 #   make run-arm [CPU=max|cortex-a72] [MODEL=name]
 #       boot, load MODEL (default SmolLM2-135M-Instruct Q8_0) from build/share and serve
-#       MCP on vsock port 5000; prints the mcp-cli and bridge command lines
+#       MCP on vsock port 5000 and over HTTP at http://127.0.0.1:$(HTTP_PORT)/mcp
+#       (HTTP_PORT=8080; the host side binds 127.0.0.1 only); prints the command lines
 #   make models          model files (stories260K, SmolLM2 Q8_0/Q4_0/Q4_1)
 #   make bench           MCP infer speed in every guest vs the same engine on the host
 #   make test            host tests + boot tests of every arch in ARCHES
@@ -192,7 +193,8 @@ test-host: models-for-test
 # The share the VMs see (virtio-fs): every model `make models` produces, hard-linked.
 SHARE := build/share
 MODEL ?= smollm2-135m-instruct.q8_0.safetensors
-SERVE_ARGS = --share $(SHARE) --model $(MODEL)
+HTTP_PORT ?= 8080
+SERVE_ARGS = --share $(SHARE) --model $(MODEL) --http-port $(HTTP_PORT)
 
 .PHONY: share share-model mcp-cli test-e2e bench
 share: $(patsubst models/%,$(SHARE)/%,$(STORIES_MODELS)) \

@@ -26,5 +26,5 @@ pub mod qemu;
 pub mod run;
 pub mod symbolize;
 
-pub use qemu::{Accel, Arch, Machine, VmConfig};
+pub use qemu::{Accel, Arch, Machine, UserNet, VmConfig};
 pub use run::{run_captured, run_interactive, VmOutcome};

@@ -4,7 +4,7 @@
 //! mk-run run [--machine q35|microvm|virt] [--accel tcg|kvm] [--kernel PATH]
 //!            [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS]
 //!            [--interactive] [--shared-memory] [--machine-opt OPT]... [--gdb]
-//!            [--share DIR [--model PATH] [--port N] [--run-dir DIR]]
+//!            [--share DIR [--model PATH] [--port N] [--http-port N] [--run-dir DIR]]
 //!            [-- EXTRA QEMU ARGS...]
 //! mk-run boot-time [--machine M]... [--runs N] [--kernel PATH]
 //! mk-run check-float KERNEL_ELF
@@ -15,7 +15,9 @@
 //!
 //! `--share DIR` serves MCP: virtiofsd shares DIR, vhost-device-vsock carries MCP on
 //! vsock `--port` (default 5000), the kernel loads `--model` (a path inside DIR), and
-//! guest memory is sized to the model unless `--memory` is given.
+//! guest memory is sized to the model unless `--memory` is given. `--http-port N` adds a
+//! virtio-net card on QEMU user networking and serves MCP over HTTP at
+//! `http://127.0.0.1:N/mcp` too (the guest's port 8080 forwarded from the host's loopback).
 
 use ci::daemons::VmDevices;
 use ci::exit::KernelExit;
@@ -30,7 +32,7 @@ fn usage() -> ExitCode {
         "usage: mk-run run [--machine q35|microvm|virt] [--accel tcg|kvm] [--kernel PATH] \
          [--append CMDLINE] [--cpu MODEL] [--memory MIB] [--timeout SECS] [--interactive] \
          [--shared-memory] [--machine-opt OPT]... [--gdb] \
-         [--share DIR [--model PATH] [--port N] [--run-dir DIR]] [-- QEMU ARGS]\n\
+         [--share DIR [--model PATH] [--port N] [--http-port N] [--run-dir DIR]] [-- QEMU ARGS]\n\
          \x20      mk-run boot-time [--machine M]... [--runs N] [--kernel PATH]\n\
          \x20      mk-run check-float KERNEL_ELF"
     );
@@ -48,6 +50,7 @@ struct Opts {
     share: Option<PathBuf>,
     model: Option<String>,
     port: u32,
+    http_port: Option<u16>,
     run_dir: Option<PathBuf>,
     interactive: bool,
     shared_memory: bool,
@@ -69,6 +72,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         share: None,
         model: None,
         port: ci::mcp_vm::DEFAULT_PORT,
+        http_port: None,
         run_dir: None,
         interactive: false,
         shared_memory: false,
@@ -97,6 +101,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--share" => o.share = Some(val("--share")?.into()),
             "--model" => o.model = Some(val("--model")?),
             "--port" => o.port = val("--port")?.parse().map_err(|_| "bad --port")?,
+            "--http-port" => {
+                o.http_port = Some(val("--http-port")?.parse().map_err(|_| "bad --http-port")?)
+            }
             "--run-dir" => o.run_dir = Some(val("--run-dir")?.into()),
             "--timeout" => o.timeout = val("--timeout")?.parse().map_err(|_| "bad --timeout")?,
             "--runs" => o.runs = val("--runs")?.parse().map_err(|_| "bad --runs")?,
@@ -152,6 +159,9 @@ fn mcp_spec(o: &Opts, m: Machine) -> Result<McpVmSpec, String> {
     spec.memory_mib = o.memory;
     spec.extra_cmdline = o.append.clone();
     spec.run_dir = o.run_dir.clone();
+    if let Some(p) = o.http_port {
+        spec = spec.with_http(p).map_err(|e| e.to_string())?;
+    }
     Ok(spec)
 }
 
@@ -193,6 +203,16 @@ fn cmd_run_served(o: &Opts) -> Result<ExitCode, String> {
         uds.display(),
         spec.port
     );
+    if let Some(net) = &spec.http {
+        eprintln!(
+            "[mk-run] MCP over HTTP (Streamable HTTP, any MCP client): {}",
+            net.url()
+        );
+        eprintln!(
+            "[mk-run]   target/release/mcp-cli --url {} infer \"Once upon a time\"",
+            net.url()
+        );
+    }
     eprintln!("[mk-run] or let an MCP client boot its own VM (server command for its config):");
     let model = spec
         .model

@@ -6,7 +6,7 @@
 
 use crate::daemons::{DeviceBus, DeviceOptions, VmDevices};
 use crate::live_vm::LiveVm;
-use crate::qemu::{Accel, Arch, Machine, VmConfig};
+use crate::qemu::{Accel, Arch, Machine, UserNet, VmConfig};
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,8 @@ use std::time::Duration;
 pub const READY: &str = "mcp ready: ";
 /// The kernel's default MCP vsock port.
 pub const DEFAULT_PORT: u32 = 5000;
+/// The kernel's default HTTP port (`http_port=`), and the host port `make run-*` forwards.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
 /// The model `make run-*` and `mcp-cli bridge --boot` use by default (made by `make models`).
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct.q8_0.safetensors";
 
@@ -64,6 +66,8 @@ pub struct McpVmSpec {
     pub extra_cmdline: String,
     /// Where the sockets go (`None`: a fresh temporary directory).
     pub run_dir: Option<PathBuf>,
+    /// MCP over HTTP on a virtio-net card, forwarded from this host's loopback.
+    pub http: Option<UserNet>,
 }
 
 impl McpVmSpec {
@@ -79,11 +83,29 @@ impl McpVmSpec {
             memory_mib: None,
             extra_cmdline: String::new(),
             run_dir: None,
+            http: None,
         }
+    }
+
+    /// Adds a virtio-net card serving MCP over HTTP, reachable at
+    /// `http://127.0.0.1:<host_port>/mcp` (`0`: a free port).
+    pub fn with_http(mut self, host_port: u16) -> io::Result<Self> {
+        let host_port = match host_port {
+            0 => crate::qemu::free_local_port()?,
+            p => p,
+        };
+        self.http = Some(UserNet {
+            host_port,
+            guest_port: DEFAULT_HTTP_PORT,
+        });
+        Ok(self)
     }
 
     pub fn cmdline(&self) -> String {
         let mut c = format!("port={}", self.port);
+        if let Some(net) = &self.http {
+            c.push_str(&format!(" http_port={}", net.guest_port));
+        }
         if let Some(m) = &self.model {
             c.push_str(&format!(" model={m}"));
         }
@@ -119,6 +141,7 @@ impl McpVmSpec {
         cfg.cpu = self.cpu.clone();
         cfg.memory_mib = self.memory();
         cfg.extra_args = devices.qemu_args();
+        cfg.net = self.http.clone();
         if self.machine == Machine::Virt {
             // virt always has 32 virtio-mmio slots; as legacy devices every empty one
             // would be reported as refused.
@@ -135,6 +158,7 @@ pub struct McpVm {
     devices: VmDevices,
     pub port: u32,
     pub machine: Machine,
+    http: Option<UserNet>,
 }
 
 impl McpVm {
@@ -170,6 +194,7 @@ impl McpVm {
             devices,
             port: spec.port,
             machine: spec.machine,
+            http: spec.http.clone(),
         })
     }
 
@@ -203,6 +228,11 @@ impl McpVm {
     pub fn connect(&self) -> io::Result<UnixStream> {
         self.devices
             .connect_vsock(self.port, Duration::from_secs(30))
+    }
+
+    /// The MCP endpoint over HTTP, when the VM has a network card.
+    pub fn http_url(&self) -> Option<String> {
+        self.http.as_ref().map(UserNet::url)
     }
 
     /// vhost-device-vsock's host socket (`mcp-cli --vsock-uds`).
@@ -258,5 +288,10 @@ mod tests {
         assert_eq!(bus_for(Machine::Virt), DeviceBus::Pci);
         s.memory_mib = Some(512);
         assert_eq!(s.memory(), 512);
+        let s = s.with_http(18081).unwrap();
+        assert_eq!(
+            s.cmdline(),
+            "port=5000 http_port=8080 model=m.safetensors loglevel=debug"
+        );
     }
 }

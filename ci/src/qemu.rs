@@ -76,6 +76,51 @@ impl Arch {
     }
 }
 
+/// QEMU user networking (slirp: DHCP, the guest at 10.0.2.15) on a virtio-net card, with
+/// one guest TCP port forwarded from the host's loopback only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserNet {
+    /// Host side, bound to 127.0.0.1.
+    pub host_port: u16,
+    /// Guest side (the kernel's `http_port=`).
+    pub guest_port: u16,
+}
+
+impl UserNet {
+    pub fn qemu_args(&self, machine: Machine) -> Vec<String> {
+        // Modern-only PCI ids (the drivers drive no legacy devices) and no option ROM
+        // (nothing runs it; QEMU would still look for the file).
+        let device = match machine {
+            Machine::Microvm => "virtio-net-device,netdev=net0".to_string(),
+            Machine::Q35 | Machine::Virt => {
+                "virtio-net-pci,netdev=net0,disable-legacy=on,romfile=".to_string()
+            }
+        };
+        vec![
+            "-netdev".into(),
+            format!(
+                "user,id=net0,hostfwd=tcp:127.0.0.1:{}-:{}",
+                self.host_port, self.guest_port
+            ),
+            "-device".into(),
+            device,
+        ]
+    }
+
+    /// The MCP endpoint as seen from the host.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.host_port)
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for tests that boot several VMs;
+/// QEMU fails loudly if another process took it meanwhile).
+pub fn free_local_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// Everything needed to boot one VM.
 #[derive(Clone, Debug)]
 pub struct VmConfig {
@@ -97,6 +142,8 @@ pub struct VmConfig {
     /// share=on` + `-M …,memory-backend=mem`): vhost-user devices
     /// (virtiofsd, vhost-device-vsock) need it.
     pub shared_memory: bool,
+    /// A virtio-net card on QEMU user networking.
+    pub net: Option<UserNet>,
 }
 
 impl VmConfig {
@@ -112,6 +159,7 @@ impl VmConfig {
             extra_args: Vec::new(),
             machine_opts: Vec::new(),
             shared_memory: false,
+            net: None,
         }
     }
 
@@ -201,6 +249,9 @@ impl VmConfig {
             push("-append");
             push(&self.cmdline);
         }
+        if let Some(net) = &self.net {
+            a.extend(net.qemu_args(self.machine));
+        }
         a.extend(self.extra_args.iter().cloned());
         a
     }
@@ -263,6 +314,35 @@ mod tests {
             "memory-backend-memfd,id=mem,size=512M,share=on"
         ));
         assert!(has_pair(&a, "-m", "512M"));
+    }
+
+    #[test]
+    fn user_networking_forwards_from_loopback_to_a_modern_card() {
+        let mut c = VmConfig::new(Machine::Q35, "/k");
+        let net = UserNet {
+            host_port: 18080,
+            guest_port: 8080,
+        };
+        c.net = Some(net.clone());
+        let a = c.qemu_args("stdio");
+        assert!(has_pair(
+            &a,
+            "-netdev",
+            "user,id=net0,hostfwd=tcp:127.0.0.1:18080-:8080"
+        ));
+        assert!(has_pair(
+            &a,
+            "-device",
+            "virtio-net-pci,netdev=net0,disable-legacy=on,romfile="
+        ));
+        c.machine = Machine::Microvm;
+        assert!(has_pair(
+            &c.qemu_args("stdio"),
+            "-device",
+            "virtio-net-device,netdev=net0"
+        ));
+        assert_eq!(net.url(), "http://127.0.0.1:18080/mcp");
+        assert_ne!(free_local_port().unwrap(), 0);
     }
 
     #[test]
