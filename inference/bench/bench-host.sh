@@ -20,8 +20,17 @@ GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 # 1. llama.cpp (llama-cpp-python builds it from source for this CPU), cached.
 if ! "$LLAMA_VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
     echo "== building llama-cpp-python into $LLAMA_VENV (one time, ~17 min)"
+    # Explicit ISA flags, never GGML_NATIVE: AMX off (its path crashes in VMs that do not grant
+    # the tile state), AVX-512 flags only where /proc/cpuinfo has them.
+    has() { grep -qw "$1" /proc/cpuinfo && echo ON || echo OFF; }
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=$(has avx2) -DGGML_FMA=$(has fma)"
+    CMAKE_ARGS+=" -DGGML_F16C=$(has f16c) -DGGML_BMI2=$(has bmi2) -DGGML_AVX_VNNI=$(has avx_vnni)"
+    CMAKE_ARGS+=" -DGGML_AVX512=$(has avx512f) -DGGML_AVX512_VNNI=$(has avx512_vnni)"
+    CMAKE_ARGS+=" -DGGML_AVX512_VBMI=$(has avx512vbmi) -DGGML_AVX512_BF16=$(has avx512_bf16)"
+    CMAKE_ARGS+=" -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+    echo "== CMAKE_ARGS=$CMAKE_ARGS"
     python3 -m venv "$LLAMA_VENV"
-    "$LLAMA_VENV/bin/pip" install --no-cache-dir llama-cpp-python==0.3.16
+    CMAKE_ARGS="$CMAKE_ARGS" "$LLAMA_VENV/bin/pip" install --no-cache-dir llama-cpp-python==0.3.16
 fi
 SP=$("$LLAMA_VENV/bin/python" -c 'import llama_cpp, os; print(os.path.dirname(os.path.dirname(llama_cpp.__file__)))')
 

@@ -19,8 +19,8 @@ mod neon;
 mod scalar;
 
 use crate::exec::Executor;
-use crate::quant::{matrix_bytes, row_bytes, QuantType};
-use act::QActs;
+use crate::quant::{check_row_len, matrix_bytes, row_bytes, QuantType, RowLenError};
+use act::{ActFns, ActFormat, QActs};
 use alloc::vec;
 use alloc::vec::Vec;
 #[cfg(target_arch = "aarch64")]
@@ -112,11 +112,29 @@ pub struct MatRef<'a> {
 /// Why a [`MatRef`] is not usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatError {
+    /// The type cannot hold rows of `cols` values (K-quants need whole super-blocks).
+    RowLen(RowLenError),
     /// `data` is not `rows * row_bytes(qtype, cols)` bytes (or that size overflows).
     Size {
         expected: Option<usize>,
         actual: usize,
     },
+}
+
+impl core::fmt::Display for MatError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MatError::RowLen(e) => e.fmt(f),
+            MatError::Size {
+                expected: Some(e),
+                actual,
+            } => write!(f, "matrix data is {actual} bytes, expected {e}"),
+            MatError::Size {
+                expected: None,
+                actual,
+            } => write!(f, "matrix size overflows (data is {actual} bytes)"),
+        }
+    }
 }
 
 impl<'a> MatRef<'a> {
@@ -127,6 +145,7 @@ impl<'a> MatRef<'a> {
         cols: usize,
         data: &'a [u8],
     ) -> Result<Self, MatError> {
+        check_row_len(qtype, cols).map_err(MatError::RowLen)?;
         let expected = matrix_bytes(qtype, rows, cols);
         if expected != Some(data.len()) {
             return Err(MatError::Size {
@@ -157,19 +176,64 @@ type F32TileFn = unsafe fn(&[u8], usize, usize, &[f32], usize, usize, &mut Tile)
 
 #[derive(Clone, Copy)]
 struct Table {
-    act: act::FullBlockFn,
+    act: ActFns,
     f32: F32TileFn,
     q8_0: QTileFn,
     q4_0: QTileFn,
     q4_1: QTileFn,
+    q5_0: QTileFn,
+    q5_1: QTileFn,
+    q4_k: QTileFn,
+    q5_k: QTileFn,
+    q6_k: QTileFn,
+}
+
+impl Table {
+    /// The kernel and activation format of a quantised type (`None` for F32).
+    fn quantised(&self, qt: QuantType) -> Option<(QTileFn, ActFormat)> {
+        use ActFormat::{Q8, Q8K};
+        Some(match qt {
+            QuantType::F32 => return None,
+            QuantType::Q8_0 => (self.q8_0, Q8),
+            QuantType::Q4_0 => (self.q4_0, Q8),
+            QuantType::Q4_1 => (self.q4_1, Q8),
+            QuantType::Q5_0 => (self.q5_0, Q8),
+            QuantType::Q5_1 => (self.q5_1, Q8),
+            QuantType::Q4_K => (self.q4_k, Q8K),
+            QuantType::Q5_K => (self.q5_k, Q8K),
+            QuantType::Q6_K => (self.q6_k, Q8K),
+        })
+    }
 }
 
 const SCALAR: Table = Table {
-    act: act::quantize_full_block,
+    act: act::SCALAR_ACT,
     f32: scalar::tile_f32,
     q8_0: scalar::tile_q8_0,
     q4_0: scalar::tile_q4_0,
     q4_1: scalar::tile_q4_1,
+    q5_0: scalar::tile_q5_0,
+    q5_1: scalar::tile_q5_1,
+    q4_k: scalar::tile_q4_k,
+    q5_k: scalar::tile_q5_k,
+    q6_k: scalar::tile_q6_k,
+};
+
+#[cfg(target_arch = "x86_64")]
+const AVX2: Table = Table {
+    act: ActFns {
+        q8: avx2::quantize_block,
+        q8k: avx2::quantize_super_block,
+    },
+    f32: scalar::tile_f32,
+    q8_0: avx2::tile_q8_0,
+    q4_0: avx2::tile_q4_0,
+    q4_1: avx2::tile_q4_1,
+    q5_0: avx2::tile_q5_0,
+    q5_1: avx2::tile_q5_1,
+    q4_k: avx2::tile_q4_k,
+    q5_k: avx2::tile_q5_k,
+    q6_k: avx2::tile_q6_k,
 };
 
 /// The selected kernel set.
@@ -217,40 +281,35 @@ impl Kernels {
         let table = match v {
             KernelVariant::Scalar => SCALAR,
             #[cfg(target_arch = "x86_64")]
-            KernelVariant::Avx2 => Table {
-                act: avx2::quantize_block,
-                q8_0: avx2::tile_q8_0,
-                q4_0: avx2::tile_q4_0,
-                q4_1: avx2::tile_q4_1,
-                ..SCALAR
-            },
+            KernelVariant::Avx2 => AVX2,
             #[cfg(target_arch = "x86_64")]
             KernelVariant::Avx512 => {
                 use avx512::plain as k;
                 Table {
-                    act: avx2::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
-                    ..SCALAR
+                    ..AVX2
                 }
             }
             #[cfg(target_arch = "x86_64")]
             KernelVariant::Avx512Vnni => {
                 use avx512::vnni as k;
                 Table {
-                    act: avx2::quantize_block,
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
-                    ..SCALAR
+                    ..AVX2
                 }
             }
             #[cfg(target_arch = "aarch64")]
             KernelVariant::Neon => {
                 use neon::plain as k;
                 Table {
-                    act: k::quantize_block,
+                    act: ActFns {
+                        q8: k::quantize_block,
+                        ..act::SCALAR_ACT
+                    },
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -261,7 +320,10 @@ impl Kernels {
             KernelVariant::NeonDotprod => {
                 use neon::dotprod as k;
                 Table {
-                    act: k::quantize_block,
+                    act: ActFns {
+                        q8: k::quantize_block,
+                        ..act::SCALAR_ACT
+                    },
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -272,7 +334,10 @@ impl Kernels {
             KernelVariant::NeonI8mm => {
                 use neon::i8mm as k;
                 Table {
-                    act: k::quantize_block,
+                    act: ActFns {
+                        q8: k::quantize_block,
+                        ..act::SCALAR_ACT
+                    },
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
@@ -294,27 +359,21 @@ impl Kernels {
     /// Activations are quantised on the fly to Q8 blocks for quantised weights; F32 weights use
     /// a sequential-order f32 sum (bit-identical to llama2.c run.c).
     ///
-    /// Panics if the slice sizes do not match the shapes (a caller bug: validate untrusted
-    /// shapes with [`MatRef::new`]).
+    /// Panics if the slice sizes do not match the shapes, or a K-quant row is not whole
+    /// super-blocks (caller bugs: validate untrusted shapes with [`MatRef::new`]).
     pub fn matmul(&self, w: MatRef, x: &[f32], batch: usize, out: &mut [f32], exec: &dyn Executor) {
         let (rows, cols) = (w.rows, w.cols);
         let rb = row_bytes(w.qtype, cols);
+        assert!(check_row_len(w.qtype, cols).is_ok(), "matmul: row length");
         assert_eq!(w.data.len(), rows * rb, "matmul: weight size");
         assert!(x.len() >= batch * cols, "matmul: x too short");
         assert!(out.len() >= batch * rows, "matmul: out too short");
         if rows == 0 || batch == 0 {
             return;
         }
-        let acts = match w.qtype {
-            QuantType::F32 => None,
-            _ => Some(QActs::quantize(x, cols, batch, self.table.act)),
-        };
-        let qtile = match w.qtype {
-            QuantType::F32 => None,
-            QuantType::Q8_0 => Some(self.table.q8_0),
-            QuantType::Q4_0 => Some(self.table.q4_0),
-            QuantType::Q4_1 => Some(self.table.q4_1),
-        };
+        let quantised = self.table.quantised(w.qtype);
+        let acts = quantised.map(|(_, fmt)| QActs::quantize(x, cols, batch, fmt, &self.table.act));
+        let qtile = quantised.map(|(f, _)| f);
         let f32tile = self.table.f32;
 
         let row_tiles = rows.div_ceil(TILE);
@@ -396,5 +455,7 @@ impl Kernels {
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod candle_oracle;
+#[cfg(test)]
+mod ggml_fixture;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::exec::Inline;
-use crate::quant::{dequantize_row, quantize_row, Q8_0_BLOCK, QK};
+use crate::quant::{dequantize_row, f32_to_f16, quantize_row, Q8_0_BLOCK, QK, QK_K};
 use alloc::vec;
 use alloc::vec::Vec;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,8 +66,9 @@ pub(crate) fn quantize_matrix(qt: QuantType, w: &[f32], rows: usize, cols: usize
 fn reference(w: MatRef, x: &[f32], batch: usize) -> (Vec<f64>, Vec<f64>) {
     let (rows, cols) = (w.rows, w.cols);
     let rb = row_bytes(w.qtype, cols);
-    let acts = (w.qtype != QuantType::F32)
-        .then(|| QActs::quantize(x, cols, batch, super::act::quantize_full_block));
+    let acts = SCALAR
+        .quantised(w.qtype)
+        .map(|(_, fmt)| QActs::quantize(x, cols, batch, fmt, &act::SCALAR_ACT));
     let mut out = vec![0.0; batch * rows];
     let mut mag = vec![0.0; batch * rows];
     let mut wrow = vec![0.0f32; cols];
@@ -78,7 +79,7 @@ fn reference(w: MatRef, x: &[f32], batch: usize) -> (Vec<f64>, Vec<f64>) {
             for c in 0..cols {
                 let xv = match &acts {
                     None => x[b * cols + c] as f64,
-                    Some(a) => a.qs[(b * a.nb) * QK + c] as f64 * a.d[b * a.nb + c / QK] as f64,
+                    Some(a) => a.value(b, c) as f64,
                 };
                 s += wrow[c] as f64 * xv;
                 m += (wrow[c] as f64 * xv).abs();
@@ -92,6 +93,46 @@ fn reference(w: MatRef, x: &[f32], batch: usize) -> (Vec<f64>, Vec<f64>) {
 
 fn random_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.f32() * scale).collect()
+}
+
+/// K-quant rows are whole super-blocks: a test shape's `cols` rounded up to 256.
+pub(crate) fn cols_for(qt: QuantType, cols: usize) -> usize {
+    if qt.is_k_quant() {
+        cols.div_ceil(QK_K).max(1) * QK_K
+    } else {
+        cols
+    }
+}
+
+/// Byte offsets of the f16 fields (scales, minima) in a block of `qt`.
+pub(crate) fn f16_fields(qt: QuantType) -> &'static [usize] {
+    match qt {
+        QuantType::F32 => &[],
+        QuantType::Q8_0 | QuantType::Q4_0 | QuantType::Q5_0 => &[0],
+        QuantType::Q6_K => &[208],
+        _ => &[0, 2],
+    }
+}
+
+/// Random bytes in every quant, scale and bit field (so every packing path is exercised,
+/// unlike quantiser output), with the f16 fields set to finite values of about `scale`.
+pub(crate) fn random_blocks(
+    qt: QuantType,
+    rng: &mut Rng,
+    rows: usize,
+    cols: usize,
+    scale: f32,
+) -> Vec<u8> {
+    let mut data: Vec<u8> = (0..rows * row_bytes(qt, cols))
+        .map(|_| rng.next_u64() as u8)
+        .collect();
+    for blk in data.chunks_exact_mut(qt.block_bytes()) {
+        for &at in f16_fields(qt) {
+            let h = f32_to_f16(rng.f32() * scale);
+            blk[at..at + 2].copy_from_slice(&h.to_le_bytes());
+        }
+    }
+    data
 }
 
 const SHAPES: [(usize, usize, usize); 10] = [
@@ -113,10 +154,15 @@ fn scalar_matches_reference() {
     let k = Kernels::with_variant(KernelVariant::Scalar, &CpuFeatures::default()).unwrap();
     let mut rng = Rng::new(1);
     for qt in QuantType::ALL {
-        for &(rows, cols, batch) in &SHAPES {
-            let wf = random_vec(&mut rng, rows * cols, 2.0);
+        for (i, &(rows, cols, batch)) in SHAPES.iter().enumerate() {
+            let cols = cols_for(qt, cols);
             let x = random_vec(&mut rng, batch * cols, 3.0);
-            let data = quantize_matrix(qt, &wf, rows, cols);
+            let data = if i % 2 == 1 && qt != QuantType::F32 {
+                random_blocks(qt, &mut rng, rows, cols, 0.05)
+            } else {
+                let wf = random_vec(&mut rng, rows * cols, 2.0);
+                quantize_matrix(qt, &wf, rows, cols)
+            };
             let w = MatRef::new(qt, rows, cols, &data).unwrap();
             let mut out = vec![f32::NAN; batch * rows];
             k.matmul(w, &x, batch, &mut out, &Inline);
@@ -146,6 +192,11 @@ fn quantised_matmul_close_to_f32_maths() {
         (QuantType::Q8_0, 0.02),
         (QuantType::Q4_0, 0.15),
         (QuantType::Q4_1, 0.15),
+        (QuantType::Q5_0, 0.08),
+        (QuantType::Q5_1, 0.08),
+        (QuantType::Q4_K, 0.15),
+        (QuantType::Q5_K, 0.08),
+        (QuantType::Q6_K, 0.04),
     ] {
         let data = quantize_matrix(qt, &wf, rows, cols);
         let mut out = vec![0.0; batch * rows];
@@ -228,6 +279,15 @@ fn matref_rejects_bad_sizes() {
     assert!(MatRef::new(QuantType::Q8_0, 1, 33, &data).is_err());
     assert!(MatRef::new(QuantType::Q4_0, 2, 32, &data[..35]).is_err());
     assert!(MatRef::new(QuantType::F32, usize::MAX, 8, &data).is_err());
+    // K-quants: whole super-blocks only, an error (not a panic) otherwise.
+    let big = vec![0u8; 2 * 210];
+    assert!(MatRef::new(QuantType::Q6_K, 1, 512, &big).is_ok());
+    let e = MatRef::new(QuantType::Q6_K, 1, 640, &big).unwrap_err();
+    assert!(matches!(e, MatError::RowLen(_)), "{e:?}");
+    assert_eq!(
+        alloc::format!("{e}"),
+        "q6_k rows must be a multiple of 256 values, not 640"
+    );
 }
 
 #[test]
@@ -341,7 +401,7 @@ fn selection_follows_features() {
 }
 
 /// SIMD variants this machine can run; prints the ones it cannot so a skipped path is visible.
-fn runnable_variants() -> Vec<Kernels> {
+pub(crate) fn runnable_variants() -> Vec<Kernels> {
     let f = host_features();
     let mut v = Vec::new();
     for var in KernelVariant::ALL {
@@ -357,7 +417,7 @@ fn runnable_variants() -> Vec<Kernels> {
 }
 
 /// Inputs that stress the kernels: random, extreme and tiny scales, zero blocks, saturating
-/// quants (-128 in Q8_0 weights).
+/// quants (-128 in Q8_0 weights), random bytes in every field (case 5).
 fn edge_case_matrix(
     qt: QuantType,
     rng: &mut Rng,
@@ -365,6 +425,9 @@ fn edge_case_matrix(
     cols: usize,
     case: usize,
 ) -> Vec<u8> {
+    if case == 5 && qt != QuantType::F32 {
+        return random_blocks(qt, rng, rows, cols, 0.1);
+    }
     let scale = match case {
         0 => 1.0,
         1 => 6.0e4, // near the f16 maximum
@@ -414,7 +477,8 @@ fn simd_matches_scalar() {
     for k in runnable_variants() {
         for qt in QuantType::ALL {
             for &(rows, cols, batch) in &shapes {
-                for case in 0..5 {
+                let cols = cols_for(qt, cols);
+                for case in 0..6 {
                     let data = edge_case_matrix(qt, &mut rng, rows, cols, case);
                     let x = random_vec(&mut rng, batch * cols, if case == 2 { 1e-3 } else { 2.0 });
                     let w = MatRef::new(qt, rows, cols, &data).unwrap();
@@ -458,11 +522,26 @@ fn simd_activation_quantiser_is_bit_identical() {
             let (mut a, mut b) = ([0i8; QK], [0i8; QK]);
             let want = super::act::quantize_full_block(&v, &mut a);
             // SAFETY: the variant is runnable on this CPU.
-            let got = unsafe { (k.table.act)(&v, &mut b) };
+            let got = unsafe { (k.table.act.q8)(&v, &mut b) };
             assert_eq!(
                 (want.0.to_bits(), want.1.to_bits(), a),
                 (got.0.to_bits(), got.1.to_bits(), b),
                 "{} case {case}",
+                k.variant().name()
+            );
+
+            // Q8_K: the same values spread over a super-block (one scale for all 256).
+            let vk: [f32; QK_K] =
+                core::array::from_fn(|i| v[i % QK] * (1.0 + (i / QK) as f32 * 0.01));
+            let (mut a, mut b) = ([0i8; QK_K], [0i8; QK_K]);
+            let (mut sa, mut sb) = ([0i16; 16], [0i16; 16]);
+            let want = super::act::quantize_full_super_block(&vk, &mut a, &mut sa);
+            // SAFETY: the variant is runnable on this CPU.
+            let got = unsafe { (k.table.act.q8k)(&vk, &mut b, &mut sb) };
+            assert_eq!(
+                (want.to_bits(), a, sa),
+                (got.to_bits(), b, sb),
+                "{} Q8_K case {case}",
                 k.variant().name()
             );
         }
@@ -474,11 +553,12 @@ fn weights_at_odd_addresses() {
     // Tensors inside a model file start wherever the file puts them: no alignment assumed.
     let mut rng = Rng::new(7);
     let scalar = Kernels::with_variant(KernelVariant::Scalar, &CpuFeatures::default()).unwrap();
-    let (rows, cols, batch) = (9, 100, 3);
-    let wf = random_vec(&mut rng, rows * cols, 1.0);
-    let xbuf = random_vec(&mut rng, batch * cols + 1, 1.0);
-    let x = &xbuf[1..]; // activations off their natural alignment too
+    let (rows, batch) = (9, 3);
     for qt in QuantType::ALL {
+        let cols = cols_for(qt, 100);
+        let wf = random_vec(&mut rng, rows * cols, 1.0);
+        let xbuf = random_vec(&mut rng, batch * cols + 1, 1.0);
+        let x = &xbuf[1..]; // activations off their natural alignment too
         let data = quantize_matrix(qt, &wf, rows, cols);
         let mut want = vec![0.0; batch * rows];
         scalar.matmul(
