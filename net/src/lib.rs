@@ -6,12 +6,15 @@
 //!   on the open network needs.
 //! - [`http_server`]: the two together: requests from every connection of the pool, and
 //!   responses (whole or chunked) written back with bounded waits.
+//! - [`mcp_http`]: MCP Streamable HTTP on that server: sessions, headers, routing of the
+//!   `mcp` core's messages to JSON responses or SSE streams.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod http;
 pub mod http_server;
+pub mod mcp_http;
 pub mod stack;
 #[cfg(test)]
 pub(crate) mod test_link;

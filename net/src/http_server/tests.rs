@@ -2,112 +2,10 @@
 //! Ethernet link, on a clock the test advances.
 
 use super::*;
-use crate::stack::{instant, Ipv4Setup, TcpConfig};
-use crate::test_link::{link, LinkNic};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use crate::stack::{Ipv4Setup, TcpConfig};
+use crate::test_link::*;
 use smoltcp::socket::tcp;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr};
-use std::cell::{Cell, RefCell};
-
-const SERVER_IP: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
-const CLIENT_IP: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
-const MS: u64 = 1_000_000;
-
-thread_local! {
-    static NOW: Cell<u64> = const { Cell::new(1_000 * MS) };
-    /// The client side, pumped by the server's idle hook while a write waits.
-    static CLIENTS: RefCell<Option<Clients>> = const { RefCell::new(None) };
-}
-
-fn now() -> u64 {
-    NOW.with(Cell::get)
-}
-
-fn advance(ns: u64) {
-    NOW.with(|n| n.set(n.get() + ns));
-}
-
-fn idle() {
-    advance(MS);
-    CLIENTS.with(|c| {
-        if let Some(c) = c.borrow_mut().as_mut() {
-            c.poll();
-        }
-    });
-}
-
-struct Clients {
-    nic: LinkNic,
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    /// Whether each socket's received bytes are read by `poll` (a slow reader says no).
-    reading: Vec<(SocketHandle, bool, Vec<u8>)>,
-    next_port: u16,
-}
-
-impl Clients {
-    fn new(nic: LinkNic) -> Self {
-        let mut nic = nic;
-        let mac = EthernetAddress(nic.mac());
-        let mut dev = crate::test_link::Device(&mut nic);
-        let mut iface = Interface::new(
-            Config::new(HardwareAddress::Ethernet(mac)),
-            &mut dev,
-            instant(now()),
-        );
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::Ipv4(Ipv4Cidr::new(CLIENT_IP, 24)));
-        });
-        Clients {
-            nic,
-            iface,
-            sockets: SocketSet::new(Vec::new()),
-            reading: Vec::new(),
-            next_port: 40000,
-        }
-    }
-
-    fn poll(&mut self) {
-        let mut dev = crate::test_link::Device(&mut self.nic);
-        self.iface.poll(instant(now()), &mut dev, &mut self.sockets);
-        for (h, reading, got) in &mut self.reading {
-            let s = self.sockets.get_mut::<tcp::Socket>(*h);
-            if *reading {
-                while s.can_recv() {
-                    let _ = s.recv(|b| {
-                        got.extend_from_slice(b);
-                        (b.len(), ())
-                    });
-                }
-            }
-        }
-    }
-
-    fn connect(&mut self) -> usize {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
-            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
-        );
-        self.next_port += 1;
-        s.connect(
-            self.iface.context(),
-            (IpAddress::Ipv4(SERVER_IP), 8080),
-            self.next_port,
-        )
-        .unwrap();
-        let h = self.sockets.add(s);
-        self.reading.push((h, true, Vec::new()));
-        self.reading.len() - 1
-    }
-
-    fn socket(&mut self, i: usize) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(self.reading[i].0)
-    }
-}
-
-fn with_clients<R>(f: impl FnOnce(&mut Clients) -> R) -> R {
-    CLIENTS.with(|c| f(c.borrow_mut().as_mut().unwrap()))
-}
+use smoltcp::wire::Ipv4Cidr;
 
 fn server(max_connections: usize) -> HttpServer<LinkNic> {
     let (mut a, b) = link();
@@ -157,14 +55,6 @@ fn send(srv: &mut HttpServer<LinkNic>, i: usize, bytes: &[u8]) {
         let n = c.socket(i).send_slice(bytes).unwrap();
         assert_eq!(n, bytes.len());
     });
-}
-
-fn received(i: usize) -> Vec<u8> {
-    with_clients(|c| c.reading[i].2.clone())
-}
-
-fn client_state(i: usize) -> tcp::State {
-    with_clients(|c| c.socket(i).state())
 }
 
 const REQ: &[u8] = b"POST /mcp HTTP/1.1\r\nHost: 10.0.2.15:8080\r\nContent-Length: 2\r\n\r\n{}";
