@@ -8,10 +8,13 @@
 //!   responses (whole or chunked) written back with bounded waits.
 //! - [`mcp_http`]: MCP Streamable HTTP on that server: sessions, headers, routing of the
 //!   `mcp` core's messages to JSON responses or SSE streams.
+//! - [`conformance_tools`]: the tools the official MCP conformance suite calls by name
+//!   (registered only with `conformance` on the kernel command line).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+pub mod conformance_tools;
 pub mod http;
 pub mod http_server;
 pub mod mcp_http;

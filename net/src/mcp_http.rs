@@ -83,7 +83,7 @@ impl Default for HttpConfig {
             token: None,
             allowed_hosts: local.clone(),
             allowed_origins: local,
-            max_sessions: 32,
+            max_sessions: 64,
             session_idle_ns: 30 * 60 * http::SECOND_NS,
             max_queued_bytes: 2 * 1024 * 1024,
             max_exchanges: 16,

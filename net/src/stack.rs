@@ -299,9 +299,12 @@ impl NetStack {
 
     fn poll_dhcp(&mut self) {
         let Some(h) = self.dhcp else { return };
+        let had_lease = self.ipv4().is_some();
         let event = match self.sockets.get_mut::<dhcpv4::Socket>(h).poll() {
             None => return,
             Some(dhcpv4::Event::Configured(c)) => Some((c.address, c.router)),
+            // Also reported once at start, before any lease.
+            Some(dhcpv4::Event::Deconfigured) if !had_lease => return,
             Some(dhcpv4::Event::Deconfigured) => None,
         };
         self.iface.update_ip_addrs(|addrs| {

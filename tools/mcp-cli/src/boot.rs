@@ -1,4 +1,4 @@
-//! `bridge --boot`: boot a VM of our own (daemons + QEMU through the ci crate's runner),
+//! `--boot`: boot a VM of our own (daemons + QEMU through the ci crate's runner),
 //! wait until the kernel serves MCP, and hand its vsock stream to the bridge. The VM and
 //! its daemons stop when the bridge ends (stdin closed and the guest answered).
 
@@ -19,6 +19,8 @@ pub struct BootOptions {
     pub kernel: Option<PathBuf>,
     pub accel: Option<String>,
     pub ready_timeout: Duration,
+    /// Also serve MCP over HTTP on this host port (0: a free one).
+    pub http_port: Option<u16>,
 }
 
 fn spec(o: &BootOptions) -> Result<McpVmSpec, String> {
@@ -68,11 +70,17 @@ fn spec(o: &BootOptions) -> Result<McpVmSpec, String> {
     if let Some(a) = &o.accel {
         s.accel = Accel::parse(a).ok_or_else(|| format!("unknown accelerator {a}"))?;
     }
+    if let Some(p) = o.http_port {
+        s = s
+            .with_http(p)
+            .map_err(|e| format!("no free port for HTTP: {e}"))?;
+    }
     Ok(s)
 }
 
 /// Boots and waits for the ready line; progress goes to stderr (stdout is the MCP stream).
-pub fn boot(o: &BootOptions) -> Result<(McpVm, Stream), String> {
+/// Returns the VM, its vsock stream and, with `http_port`, its MCP URL.
+pub fn boot(o: &BootOptions) -> Result<(McpVm, Stream, Option<String>), String> {
     let spec = spec(o)?;
     let t0 = Instant::now();
     eprintln!(
@@ -91,5 +99,9 @@ pub fn boot(o: &BootOptions) -> Result<(McpVm, Stream), String> {
         t0.elapsed().as_secs_f64(),
         kernel_us as f64 / 1000.0
     );
-    Ok((vm, Stream::Unix(stream)))
+    let url = vm.http_url();
+    if let Some(u) = &url {
+        eprintln!("mcp-cli: MCP over HTTP at {u}");
+    }
+    Ok((vm, Stream::Unix(stream), url))
 }

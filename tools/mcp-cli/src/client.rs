@@ -1,21 +1,31 @@
-//! A framed MCP client for the CLI commands: legacy lifecycle (`initialize`, protocol
-//! 2025-11-25) by default, or the stateless 2026-07-28 style (`server/discover`, then the
-//! protocol version and client capabilities in every request's `_meta`).
+//! An MCP client for the CLI commands, over a framed stream (vsock, TCP, Unix) or MCP
+//! Streamable HTTP (`--url`): legacy lifecycle (`initialize`, protocol 2025-11-25) by
+//! default, or the stateless 2026-07-28 style (`server/discover`, then the protocol version
+//! and client capabilities in every request's `_meta`).
 
 use std::io::{Read, Write};
 
 use mcp::frame::{encode_frame, FrameDecoder, FrameEvent};
 use serde_json::{json, Value};
 
+use crate::http_client::HttpClient;
 use crate::target::Stream;
+
+/// How messages travel.
+enum Io {
+    Framed {
+        stream: Stream,
+        decoder: FrameDecoder,
+        queued: std::collections::VecDeque<FrameEvent>,
+    },
+    Http(HttpClient),
+}
 
 pub const CLIENT_PROTOCOL: &str = "2025-11-25";
 pub const STATELESS_PROTOCOL: &str = "2026-07-28";
 
 pub struct Client {
-    stream: Stream,
-    decoder: FrameDecoder,
-    queued: std::collections::VecDeque<FrameEvent>,
+    io: Io,
     next_id: u64,
     stateless: bool,
 }
@@ -23,9 +33,20 @@ pub struct Client {
 impl Client {
     pub fn new(stream: Stream, max_frame: usize) -> Self {
         Client {
-            stream,
-            decoder: FrameDecoder::new(max_frame),
-            queued: Default::default(),
+            io: Io::Framed {
+                stream,
+                decoder: FrameDecoder::new(max_frame),
+                queued: Default::default(),
+            },
+            next_id: 1,
+            stateless: false,
+        }
+    }
+
+    /// A client over MCP Streamable HTTP.
+    pub fn http(http: HttpClient) -> Self {
+        Client {
+            io: Io::Http(http),
             next_id: 1,
             stateless: false,
         }
@@ -70,10 +91,25 @@ impl Client {
         if self.stateless && message.get("id").is_some() && message.get("method").is_some() {
             add_stateless_meta(&mut message);
         }
+        let (stream, _, _) = match &mut self.io {
+            Io::Http(h) => return h.send(&message),
+            Io::Framed {
+                stream,
+                decoder,
+                queued,
+            } => (stream, decoder, queued),
+        };
         let bytes = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
-        self.stream
+        stream
             .write_all(&encode_frame(&bytes))
             .map_err(|e| format!("write to server failed: {e}"))
+    }
+
+    /// Ends the session where the transport has one (Streamable HTTP: `DELETE`).
+    pub fn close(&mut self) {
+        if let Io::Http(h) = &mut self.io {
+            h.close();
+        }
     }
 
     pub fn notify(&mut self, method: &str, params: Value) -> Result<(), String> {
@@ -82,8 +118,16 @@ impl Client {
 
     /// Next message from the server (blocking).
     pub fn recv(&mut self) -> Result<Value, String> {
+        let (stream, decoder, queued) = match &mut self.io {
+            Io::Http(h) => return h.recv(),
+            Io::Framed {
+                stream,
+                decoder,
+                queued,
+            } => (stream, decoder, queued),
+        };
         loop {
-            if let Some(event) = self.queued.pop_front() {
+            if let Some(event) = queued.pop_front() {
                 return match event {
                     FrameEvent::Frame(p) => serde_json::from_slice(&p)
                         .map_err(|e| format!("server sent invalid JSON: {e}")),
@@ -94,16 +138,15 @@ impl Client {
                 };
             }
             let mut buf = [0u8; 8192];
-            let n = self
-                .stream
+            let n = stream
                 .read(&mut buf)
                 .map_err(|e| format!("read from server failed: {e}"))?;
             if n == 0 {
                 return Err("server closed the connection".into());
             }
             let mut events = Vec::new();
-            self.decoder.feed(&buf[..n], &mut events);
-            self.queued.extend(events);
+            decoder.feed(&buf[..n], &mut events);
+            queued.extend(events);
         }
     }
 

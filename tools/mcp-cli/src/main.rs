@@ -5,6 +5,8 @@ mod boot;
 mod bridge;
 mod client;
 mod commands;
+mod http_client;
+mod load;
 mod serve;
 mod target;
 mod test_tools;
@@ -25,9 +27,16 @@ targets (one of):
   --vsock-uds PATH --port N   vhost-device-vsock Unix socket and guest vsock port
   --tcp HOST:PORT             plain TCP (host test server)
   --unix PATH                 plain Unix socket (host test server)
+  --url http://HOST:PORT/mcp [--token T]
+                              MCP Streamable HTTP (the guest's virtio-net endpoint, e.g.
+                              make run-x86's http://127.0.0.1:8080/mcp); --token sends
+                              Authorization: Bearer T (also MCP_TOKEN in the environment)
   --boot x86_64|aarch64 [--machine q35|microvm|virt] [--model PATH] [--kernel IMAGE]
-        [--accel tcg|kvm] [--ready-timeout-s S]
+        [--accel tcg|kvm] [--ready-timeout-s S] [--http-port N]
                               a VM booted for this command (stopped when it ends);
+                              --http-port also serves MCP over HTTP on 127.0.0.1:N
+                              (0: any free port; the URL is printed) and the command
+                              then talks HTTP instead of vsock (bridge stays on vsock);
                               default model build/share/smollm2-135m-instruct.q8_0.safetensors
   --host-engine MODEL [--threads N]
                               the same tools and engine in this process, on this CPU
@@ -40,6 +49,12 @@ commands:
   logs [--follow] [--level L] [--cursor C] [--interval-ms MS]
   bench [-n RUNS] [--prompt P] [--max-tokens N] [--json]
                                          N infer calls; tokens/s median and spread
+  load [--clients N] [--infer-clients N] [--requests N] [--infer-requests N]
+       [--max-tokens N] [--seconds S] [--json]
+                                         N concurrent sessions calling health, M calling a
+                                         short streamed infer, within a deadline; exit 1
+                                         unless every call was answered (--url or a framed
+                                         target)
   bridge                                 stdio MCP server (newline-delimited JSON-RPC)
                                          relayed to the target over framed JSON-RPC
                                          (with --boot: the VM stops when stdin closes)
@@ -84,6 +99,14 @@ const VALUE_FLAGS: &[&str] = &[
     "--ready-timeout-s",
     "--threads",
     "--host-engine",
+    "--url",
+    "--token",
+    "--http-port",
+    "--clients",
+    "--infer-clients",
+    "--requests",
+    "--infer-requests",
+    "--seconds",
 ];
 const BOOL_FLAGS: &[&str] = &["--json", "--follow", "--stateless", "--help", "-h"];
 
@@ -145,11 +168,16 @@ impl Args {
             self.get("--vsock-uds").is_some(),
             self.get("--tcp").is_some(),
             self.get("--unix").is_some(),
+            self.get("--url").is_some(),
         ];
         match chosen.iter().filter(|c| **c).count() {
-            0 => return Err("no target: give --vsock-uds PATH --port N, --tcp or --unix".into()),
+            0 => {
+                return Err(
+                    "no target: give --vsock-uds PATH --port N, --tcp, --unix or --url".into(),
+                )
+            }
             1 => {}
-            _ => return Err("give only one of --vsock-uds, --tcp, --unix".into()),
+            _ => return Err("give only one of --vsock-uds, --tcp, --unix, --url".into()),
         }
         if let Some(path) = self.get("--vsock-uds") {
             let port = self
@@ -237,8 +265,9 @@ fn run() -> Result<bool, String> {
 
     // The server: a VM booted for this command, the engine on this host, or a target.
     let mut vm = None;
+    let mut url = args.get("--url").map(String::from);
     let stream = if let Some(arch) = args.get("--boot") {
-        let (booted, stream) = boot::boot(&boot::BootOptions {
+        let (booted, stream, http_url) = boot::boot(&boot::BootOptions {
             arch: arch.to_string(),
             machine: args.get("--machine").map(Into::into),
             model: args.get("--model").map(Into::into),
@@ -247,34 +276,101 @@ fn run() -> Result<bool, String> {
             ready_timeout: Duration::from_secs(
                 args.number::<u64>("--ready-timeout-s")?.unwrap_or(300),
             ),
+            http_port: args.number::<u16>("--http-port")?,
         })?;
         vm = Some(booted);
-        stream
+        if command != "bridge" {
+            url = http_url;
+        }
+        Some(stream)
+    } else if let Some(u) = &url {
+        if command == "bridge" {
+            return Err(format!(
+                "bridge relays a framed stream; an MCP client that speaks Streamable HTTP \
+                 can use {u} directly"
+            ));
+        }
+        None
     } else if let Some(model) = args.get("--host-engine") {
-        host_engine(
+        Some(host_engine(
             model,
             args.number::<usize>("--threads")?.unwrap_or(1),
             max_frame,
-        )?
+        )?)
     } else {
-        args.target()?.connect()?
+        Some(args.target()?.connect()?)
     };
     if command == "bridge" {
+        let stream = stream.ok_or("bridge needs a framed target")?;
         let result = bridge::run(stream, max_frame);
         drop(vm);
         result?;
         return Ok(true);
     }
 
-    if let Some(ms) = args.number::<u64>("--timeout-ms")? {
-        stream
-            .set_read_timeout(Some(Duration::from_millis(ms.max(1))))
-            .map_err(|e| format!("cannot set the read timeout: {e}"))?;
+    let timeout = args
+        .number::<u64>("--timeout-ms")?
+        .map(|ms| Duration::from_millis(ms.max(1)));
+    let token = args
+        .get("--token")
+        .map(String::from)
+        .or_else(|| std::env::var("MCP_TOKEN").ok());
+    if command == "load" {
+        let target = match &url {
+            Some(_) => None,
+            None if vm.is_none() && args.get("--host-engine").is_none() => Some(args.target()?),
+            None => return Err("load needs --url or a framed target".into()),
+        };
+        let stateless = args.has("--stateless");
+        let url = url.clone();
+        let connect = move || -> Result<Client, String> {
+            let mut client = match (&url, &target) {
+                (Some(u), _) => {
+                    let mut h = http_client::HttpClient::new(u, token.clone())?;
+                    h.set_timeout(timeout.or(Some(Duration::from_secs(120))));
+                    Client::http(h)
+                }
+                (None, Some(t)) => Client::new(t.connect()?, max_frame),
+                (None, None) => unreachable!(),
+            };
+            client.set_stateless(stateless);
+            client.initialize()?;
+            Ok(client)
+        };
+        let ok = load::run(
+            std::sync::Arc::new(connect),
+            load::LoadOptions {
+                clients: args.number("--clients")?.unwrap_or(32),
+                infer_clients: args.number("--infer-clients")?.unwrap_or(4),
+                requests: args.number("--requests")?.unwrap_or(20),
+                infer_requests: args.number("--infer-requests")?.unwrap_or(3),
+                max_tokens: args.number("--max-tokens")?.unwrap_or(4),
+                deadline: Duration::from_secs(args.number("--seconds")?.unwrap_or(60)),
+                as_json,
+            },
+        )?;
+        drop(vm);
+        return Ok(ok);
     }
-    let mut client = Client::new(stream, max_frame);
+    let mut client = match (url, stream) {
+        (Some(u), _) => {
+            let mut h = http_client::HttpClient::new(&u, token)?;
+            h.set_timeout(timeout);
+            Client::http(h)
+        }
+        (None, Some(stream)) => {
+            if let Some(t) = timeout {
+                stream
+                    .set_read_timeout(Some(t))
+                    .map_err(|e| format!("cannot set the read timeout: {e}"))?;
+            }
+            Client::new(stream, max_frame)
+        }
+        (None, None) => return Err("no target".into()),
+    };
     client.set_stateless(args.has("--stateless"));
     client.initialize()?;
-    match command {
+    let result = match command {
         "tools" => commands::tools(&mut client, as_json).map(|_| true),
         "call" => {
             let tool = rest.first().ok_or("call needs a tool name")?;
@@ -331,5 +427,7 @@ fn run() -> Result<bool, String> {
         )
         .map(|_| true),
         other => Err(format!("unknown command `{other}` (see --help)")),
-    }
+    };
+    client.close();
+    result
 }
