@@ -45,6 +45,32 @@ impl<'a> Cmdline<'a> {
     pub fn get_u64(&self, key: &str) -> Option<Result<u64, &'a str>> {
         self.get(key).map(|v| parse_u64(v).ok_or(v))
     }
+
+    /// `key=<number>` parsed as `T` (decimal, as `str::parse` reads it), or `default` when
+    /// the key is absent. A value that does not parse is an error that names it.
+    pub fn number<T: core::str::FromStr>(
+        &self,
+        key: &'a str,
+        default: T,
+    ) -> Result<T, BadValue<'a>> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|_| BadValue { key, value }),
+        }
+    }
+}
+
+/// A command-line value that is not what its key needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadValue<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+}
+
+impl core::fmt::Display for BadValue<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "bad {}={:?}: expected a number", self.key, self.value)
+    }
 }
 
 pub fn parse_u64(s: &str) -> Option<u64> {
@@ -132,6 +158,18 @@ mod tests {
         assert_eq!(c.get_u64("r"), Some(Err("0x")));
         assert_eq!(c.get_u64("s"), Some(Err("18446744073709551616")));
         assert_eq!(c.get_u64("t"), None);
+    }
+
+    #[test]
+    fn typed_numbers_with_defaults() {
+        let c = Cmdline::new("port=5001 context=abc idle_max_us=-1 big=4294967296");
+        assert_eq!(c.number("port", 5000u32), Ok(5001));
+        assert_eq!(c.number("absent", 7u64), Ok(7));
+        let bad = c.number("context", 1024usize).unwrap_err();
+        assert_eq!(bad.to_string(), "bad context=\"abc\": expected a number");
+        assert!(c.number("idle_max_us", 5000u64).is_err());
+        assert!(c.number("big", 0u32).is_err());
+        assert_eq!(c.number("big", 0u64), Ok(1 << 32));
     }
 
     #[test]

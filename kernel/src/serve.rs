@@ -6,7 +6,7 @@
 //! `idle_max_us=<longest sleep between polls while idle>` (default [`IDLE_MAX_SLEEP_US`]).
 
 use alloc::rc::Rc;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use core::cell::RefCell;
 
 use arch::BootInfo;
@@ -38,30 +38,22 @@ pub fn wanted(info: &BootInfo) -> bool {
     c.get("model").is_some() || c.get("port").is_some() || c.get("serve").is_some()
 }
 
-fn number<T: core::str::FromStr>(info: &BootInfo, key: &str, default: T) -> Result<T, String> {
-    match info.cmdline().get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| alloc::format!("bad {key}={v:?}: expected a number")),
-    }
-}
-
 /// Brings the devices and the service up and serves; returns only on a fatal setup error.
 pub fn run(info: &BootInfo) -> String {
-    let port: u32 = match number(info, "port", DEFAULT_PORT) {
+    let cmdline = info.cmdline();
+    let port: u32 = match cmdline.number("port", DEFAULT_PORT) {
         Ok(p) => p,
-        Err(e) => return e,
+        Err(e) => return e.to_string(),
     };
-    let idle_max_us: u64 = match number(info, "idle_max_us", IDLE_MAX_SLEEP_US) {
+    let idle_max_us: u64 = match cmdline.number("idle_max_us", IDLE_MAX_SLEEP_US) {
         Ok(us) => us,
-        Err(e) => return e,
+        Err(e) => return e.to_string(),
     };
     let limits = ModelLimits {
-        max_context: match number(info, "context", ModelLimits::default().max_context) {
+        max_context: match cmdline.number("context", ModelLimits::default().max_context) {
             Ok(c) if c > 0 => c,
             Ok(_) => return String::from("context=0: need at least one position"),
-            Err(e) => return e,
+            Err(e) => return e.to_string(),
         },
         ..ModelLimits::default()
     };
