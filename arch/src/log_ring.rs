@@ -1,105 +1,212 @@
-//! In-memory ring of log lines, read back by cursor (the MCP `logs` tool).
+//! The kernel log: one bounded ring of structured records (level, time, target, message),
+//! written once by the logger. The serial console prints each record as it is pushed (a
+//! record's `Display` is the console line) and the MCP `logs` tool pages through the ring
+//! by sequence number. Fixed size and no allocation: the logger runs before the heap exists,
+//! and whatever is logged, the ring never grows.
 //!
-//! Records are `[u16 length][bytes]` in a circular byte buffer. Cursors are
-//! absolute byte offsets that only grow, so a reader knows when lines it had
-//! not read yet were overwritten (`skipped`).
+//! Records are stored back to back in a circular byte buffer:
+//! `[u16 record length][u8 level][u8 target length][u64 time ns][target][message]`.
+//! Sequence numbers count records since boot. When a new record needs room, the oldest
+//! ones are dropped; a reader whose cursor points at a dropped record learns how many it
+//! missed.
 
-pub struct LogRing<const N: usize> {
-    buf: [u8; N],
-    /// Absolute offset one past the newest record.
-    head: u64,
-    /// Absolute offset of the oldest record still in the buffer.
-    tail: u64,
-    /// Count of lines written since boot.
-    lines: u64,
+use core::fmt;
+
+/// Severity, in the order and with the names of the `log` crate (most severe first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Level {
+    Error = 1,
+    Warn,
+    Info,
+    Debug,
+    Trace,
 }
 
-/// Result of reading one line.
-#[derive(Debug, PartialEq, Eq)]
-pub struct LineRead {
-    /// Bytes copied into the caller's buffer (a longer line is cut).
-    pub len: usize,
-    /// Cursor to pass for the next line.
+impl Level {
+    pub const ALL: [Level; 5] = [
+        Level::Error,
+        Level::Warn,
+        Level::Info,
+        Level::Debug,
+        Level::Trace,
+    ];
+
+    /// `ERROR`, `WARN`, `INFO`, `DEBUG`, `TRACE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        }
+    }
+
+    fn from_u8(v: u8) -> Level {
+        Level::ALL
+            .get(usize::from(v).wrapping_sub(1))
+            .copied()
+            .unwrap_or(Level::Error)
+    }
+}
+
+/// One log record as read back from the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Position in the log since boot (0, 1, 2, ...).
+    pub seq: u64,
+    pub level: Level,
+    /// When it was logged, in nanoseconds since boot.
+    pub time_ns: u64,
+    /// Where it comes from (the `log` target, usually the module path).
+    pub target: &'a str,
+    pub message: &'a str,
+}
+
+/// The console line: `[    s.micros] LEVEL message`.
+impl fmt::Display for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{:5}.{:06}] {:<5} {}",
+            self.time_ns / 1_000_000_000,
+            (self.time_ns / 1000) % 1_000_000,
+            self.level.name(),
+            self.message
+        )
+    }
+}
+
+/// Where a [`LogRing::read`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visit {
+    /// Cursor to pass next time (one past the last record consumed).
     pub next: u64,
-    /// True if lines between the given cursor and this one were overwritten.
-    pub skipped: bool,
+    /// Records at or after the given cursor that were dropped before they could be read.
+    pub dropped: u64,
+}
+
+/// Bytes in front of a record's target and message.
+const HEADER: usize = 12;
+/// Longest target stored; longer ones are cut.
+pub const MAX_TARGET: usize = 64;
+/// Upper bound of [`LogRing::MAX_RECORD`] for every ring size (the reader's buffer).
+const RECORD_LIMIT: usize = 4096;
+
+/// A ring of `N` bytes of records.
+pub struct LogRing<const N: usize> {
+    buf: [u8; N],
+    /// Absolute byte offset one past the newest record.
+    head: u64,
+    /// Absolute byte offset of the oldest record still held.
+    tail: u64,
+    /// Sequence number of the record at `tail`.
+    first_seq: u64,
+    /// Sequence number the next record gets.
+    next_seq: u64,
 }
 
 impl<const N: usize> LogRing<N> {
-    /// Longest line stored; longer lines are cut.
-    pub const MAX_LINE: usize = if N / 2 < 4096 { N / 2 } else { 4096 };
+    /// Largest record in bytes (header, target and message); longer messages are cut at a
+    /// character boundary.
+    pub const MAX_RECORD: usize = if N / 2 < RECORD_LIMIT {
+        N / 2
+    } else {
+        RECORD_LIMIT
+    };
 
     pub const fn new() -> Self {
+        const { assert!(N >= 4 * HEADER, "a log ring needs room for records") };
         Self {
             buf: [0; N],
             head: 0,
             tail: 0,
-            lines: 0,
+            first_seq: 0,
+            next_seq: 0,
         }
     }
 
-    pub fn push(&mut self, line: &[u8]) {
-        let line = &line[..line.len().min(Self::MAX_LINE)];
-        let need = 2 + line.len() as u64;
-        while self.head + need - self.tail > N as u64 {
-            let len = self.read_u16(self.tail) as u64;
-            self.tail += 2 + len;
+    /// Appends a record, dropping the oldest ones as needed; returns its sequence number.
+    pub fn push(&mut self, level: Level, time_ns: u64, target: &str, message: &str) -> u64 {
+        // The target may take at most half the room, the message gets the rest.
+        let room = Self::MAX_RECORD - HEADER;
+        let target = cut(target, MAX_TARGET.min(room / 2));
+        let message = cut(message, room - target.len());
+        let len = HEADER + target.len() + message.len();
+        while self.head + len as u64 - self.tail > N as u64 {
+            self.tail += self.record_len(self.tail) as u64;
+            self.first_seq += 1;
         }
-        let len = (line.len() as u16).to_le_bytes();
-        self.write_at(self.head, &len);
-        self.write_at(self.head + 2, line);
-        self.head += need;
-        self.lines += 1;
+        let mut header = [0u8; HEADER];
+        header[..2].copy_from_slice(&(len as u16).to_le_bytes());
+        header[2] = level as u8;
+        header[3] = target.len() as u8;
+        header[4..].copy_from_slice(&time_ns.to_le_bytes());
+        self.write_at(self.head, &header);
+        self.write_at(self.head + HEADER as u64, target.as_bytes());
+        self.write_at(
+            self.head + (HEADER + target.len()) as u64,
+            message.as_bytes(),
+        );
+        self.head += len as u64;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 
-    /// Cursor of the oldest line still held.
-    pub fn oldest(&self) -> u64 {
-        self.tail
+    /// Sequence number of the oldest record still held.
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
     }
 
-    /// Cursor one past the newest line (read from here to get only new lines).
-    pub fn end(&self) -> u64 {
-        self.head
+    /// Sequence number of the next record (a cursor that reads only what comes after now).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
-    pub fn lines_written(&self) -> u64 {
-        self.lines
-    }
-
-    /// Copy the line at or after `cursor` into `out`; `None` when no newer line exists.
-    /// A cursor that does not point at a record start (it was made up, or it is
-    /// older than the buffer) restarts at the oldest line and reports `skipped`.
-    pub fn read(&self, cursor: u64, out: &mut [u8]) -> Option<LineRead> {
-        if cursor >= self.head {
-            return None;
+    /// Visits the records with `seq >= cursor`, oldest first, while `f` returns true; the
+    /// record `f` refuses is not consumed. A cursor past the newest record reads nothing.
+    pub fn read(&self, cursor: u64, mut f: impl FnMut(&Record<'_>) -> bool) -> Visit {
+        let dropped = self.first_seq.saturating_sub(cursor);
+        let mut next = cursor.clamp(self.first_seq, self.next_seq);
+        let mut at = self.tail;
+        let mut seq = self.first_seq;
+        let mut bytes = [0u8; RECORD_LIMIT];
+        while seq < self.next_seq {
+            let len = self.record_len(at);
+            if seq >= cursor {
+                let record = &mut bytes[..len];
+                self.read_at(at, record);
+                let target_len = usize::from(record[3]);
+                let time_ns = u64::from_le_bytes([
+                    record[4], record[5], record[6], record[7], record[8], record[9], record[10],
+                    record[11],
+                ]);
+                let (target, message) = record[HEADER..].split_at(target_len);
+                let rec = Record {
+                    seq,
+                    level: Level::from_u8(record[2]),
+                    time_ns,
+                    // Only whole characters are stored (see `cut`).
+                    target: core::str::from_utf8(target).unwrap_or(""),
+                    message: core::str::from_utf8(message).unwrap_or(""),
+                };
+                if !f(&rec) {
+                    break;
+                }
+                next = seq + 1;
+            }
+            at += len as u64;
+            seq += 1;
         }
-        let (pos, skipped) = if cursor < self.tail || !self.is_record_start(cursor) {
-            (self.tail, true)
-        } else {
-            (cursor, false)
-        };
-        let len = self.read_u16(pos) as usize;
-        let n = len.min(out.len());
-        self.read_at(pos + 2, &mut out[..n]);
-        Some(LineRead {
-            len: n,
-            next: pos + 2 + len as u64,
-            skipped,
-        })
+        Visit { next, dropped }
     }
 
-    fn is_record_start(&self, cursor: u64) -> bool {
-        let mut p = self.tail;
-        while p < cursor {
-            p += 2 + self.read_u16(p) as u64;
-        }
-        p == cursor
-    }
-
-    fn read_u16(&self, at: u64) -> u16 {
+    fn record_len(&self, at: u64) -> usize {
         let mut b = [0u8; 2];
         self.read_at(at, &mut b);
-        u16::from_le_bytes(b)
+        usize::from(u16::from_le_bytes(b))
     }
 
     fn write_at(&mut self, at: u64, data: &[u8]) {
@@ -124,70 +231,136 @@ impl<const N: usize> Default for LogRing<N> {
     }
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut n = s.len().min(max);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s[..n]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn read_all<const N: usize>(r: &LogRing<N>, mut cur: u64) -> (Vec<String>, u64, bool) {
+    /// (seq, message) of every record from `cursor` on, and where the read ended.
+    fn read_all<const N: usize>(r: &LogRing<N>, cursor: u64) -> (Vec<(u64, String)>, Visit) {
         let mut out = vec![];
-        let mut any_skip = false;
-        let mut buf = [0u8; 256];
-        while let Some(l) = r.read(cur, &mut buf) {
-            any_skip |= l.skipped;
-            out.push(String::from_utf8(buf[..l.len].to_vec()).unwrap());
-            cur = l.next;
-        }
-        (out, cur, any_skip)
+        let visit = r.read(cursor, |rec| {
+            out.push((rec.seq, rec.message.to_string()));
+            true
+        });
+        (out, visit)
     }
 
     #[test]
-    fn reads_lines_in_order_and_resumes() {
+    fn records_keep_their_fields_and_resume_by_cursor() {
         let mut r = LogRing::<256>::new();
-        r.push(b"one");
-        r.push(b"two");
-        let (v, cur, skip) = read_all(&r, 0);
-        assert_eq!(v, ["one", "two"]);
-        assert!(!skip);
-        r.push(b"three");
-        let (v, cur2, _) = read_all(&r, cur);
-        assert_eq!(v, ["three"]);
-        assert_eq!(cur2, r.end());
-        assert!(r.read(cur2, &mut [0u8; 8]).is_none());
+        assert_eq!(
+            r.push(Level::Info, 1_500_000_123, "kernel::serve", "one"),
+            0
+        );
+        assert_eq!(r.push(Level::Trace, 7, "drivers::vsock", "two"), 1);
+        let mut seen = vec![];
+        let v = r.read(0, |rec| {
+            seen.push((rec.seq, rec.level, rec.time_ns, rec.target.to_string()));
+            true
+        });
+        assert_eq!(
+            seen,
+            [
+                (0, Level::Info, 1_500_000_123, "kernel::serve".to_string()),
+                (1, Level::Trace, 7, "drivers::vsock".to_string())
+            ]
+        );
+        assert_eq!(
+            v,
+            Visit {
+                next: 2,
+                dropped: 0
+            }
+        );
+        r.push(Level::Warn, 8, "t", "three");
+        let (v2, end) = read_all(&r, v.next);
+        assert_eq!(v2, [(2, "three".to_string())]);
+        assert_eq!(end.next, r.next_seq());
+        assert_eq!(read_all(&r, end.next).0, []);
+        // A cursor from the future reads nothing and points at the next record.
+        assert_eq!(
+            read_all(&r, 99).1,
+            Visit {
+                next: 3,
+                dropped: 0
+            }
+        );
     }
 
     #[test]
-    fn overwrites_oldest_and_wraps() {
-        let mut r = LogRing::<64>::new();
+    fn the_console_line_is_stamped_with_level_and_time() {
+        let mut r = LogRing::<256>::new();
+        r.push(Level::Info, 12_003_004_005, "t", "hello");
+        r.read(0, |rec| {
+            assert_eq!(rec.to_string(), "[   12.003004] INFO  hello");
+            true
+        });
+    }
+
+    #[test]
+    fn refused_record_is_not_consumed() {
+        let mut r = LogRing::<256>::new();
+        for m in ["a", "b", "c"] {
+            r.push(Level::Info, 0, "t", m);
+        }
+        let mut n = 0;
+        let v = r.read(0, |_| {
+            n += 1;
+            n <= 2
+        });
+        assert_eq!(v.next, 2);
+        assert_eq!(read_all(&r, v.next).0, [(2, "c".to_string())]);
+    }
+
+    #[test]
+    fn overwrites_oldest_and_counts_what_a_reader_missed() {
+        let mut r = LogRing::<128>::new();
         for i in 0..50 {
-            r.push(format!("line {i:02}").as_bytes());
+            r.push(Level::Debug, i, "t", &format!("line {i:02}"));
         }
-        assert_eq!(r.lines_written(), 50);
-        let (v, _, skip) = read_all(&r, 0);
-        assert!(skip, "cursor 0 was overwritten");
-        assert_eq!(v.last().unwrap(), "line 49");
-        // 64 bytes hold 7 records of 9 bytes.
-        assert_eq!(v.len(), 7);
-        for w in v.windows(2) {
-            assert!(w[0] < w[1]);
-        }
+        assert_eq!(r.next_seq(), 50);
+        // Records are 12 + 1 + 7 = 20 bytes: 128 bytes hold 6 of them.
+        assert_eq!(r.first_seq(), 44);
+        let (lines, v) = read_all(&r, 0);
+        assert_eq!(v.dropped, 44);
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[0], (44, "line 44".to_string()));
+        assert_eq!(lines.last().unwrap(), &(49, "line 49".to_string()));
+        let (_, v) = read_all(&r, 46);
+        assert_eq!(
+            v,
+            Visit {
+                next: 50,
+                dropped: 0
+            }
+        );
     }
 
     #[test]
-    fn long_lines_are_cut_and_bad_cursors_recover() {
+    fn long_fields_are_cut_on_character_boundaries() {
         let mut r = LogRing::<64>::new();
-        r.push(&[b'x'; 100]);
-        let mut buf = [0u8; 100];
-        let l = r.read(0, &mut buf).unwrap();
-        assert_eq!(l.len, LogRing::<64>::MAX_LINE);
-        r.push(b"ab");
-        // Cursor in the middle of a record: restart at the oldest one.
-        let l = r.read(3, &mut buf).unwrap();
-        assert!(l.skipped);
-        assert_eq!(l.next, r.oldest() + 2 + LogRing::<64>::MAX_LINE as u64);
-        // Small output buffer: the line is cut, the cursor still advances fully.
-        let mut small = [0u8; 1];
-        let l2 = r.read(l.next, &mut small).unwrap();
-        assert_eq!((l2.len, &small), (1, b"a"));
-        assert_eq!(l2.next, r.end());
+        let long = "é".repeat(100);
+        r.push(Level::Error, 0, &"x".repeat(100), &long);
+        r.read(0, |rec| {
+            assert_eq!(rec.target, "xxxxxxxxxx");
+            assert_eq!(rec.message, "ééééé");
+            true
+        });
+        let mut r = LogRing::<1024>::new();
+        r.push(Level::Error, 0, &"x".repeat(100), &long);
+        r.read(0, |rec| {
+            assert_eq!(rec.target.len(), MAX_TARGET);
+            assert_eq!(rec.message, long);
+            true
+        });
     }
 }

@@ -1,14 +1,20 @@
-//! The `log` facade backend: every line goes to the console and into an
-//! in-memory ring (read back later by the MCP `logs` tool through [`read_since`]),
-//! stamped with monotonic time since the first instruction.
+//! The `log` facade backend. Each record is written once, as a structured record (level,
+//! time since the first instruction, target, message), into the kernel's log ring
+//! (`arch::log_ring`); the console prints the same record's line, and the MCP `logs` tool
+//! pages through the ring ([`with_ring`]).
 
-use arch::log_ring::LogRing;
+use arch::log_ring::{Level as RingLevel, LogRing, Record, Visit};
 use arch::spin::SpinLock;
 use core::fmt::{self, Write};
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata};
 
 const RING_BYTES: usize = 64 * 1024;
-const MAX_LINE: usize = 512;
+/// Longest message kept (longer ones are cut); formatted on the stack.
+const MAX_MESSAGE: usize = 512;
+/// How long a logger waits for the ring before it gives the record to the console only.
+/// The lock is held for a copy of at most one record, so a wait this long means the ring's
+/// holder is this very CPU (a fault or an allocation failure while the ring was locked).
+const RING_LOCK_SPINS: u32 = 1 << 20;
 
 static RING: SpinLock<LogRing<RING_BYTES>> = SpinLock::new(LogRing::new());
 /// Serialises console output so lines do not interleave.
@@ -30,85 +36,67 @@ pub fn init(level: Option<&str>) {
     log::set_max_level(filter);
 }
 
+fn ring_level(l: Level) -> RingLevel {
+    match l {
+        Level::Error => RingLevel::Error,
+        Level::Warn => RingLevel::Warn,
+        Level::Info => RingLevel::Info,
+        Level::Debug => RingLevel::Debug,
+        Level::Trace => RingLevel::Trace,
+    }
+}
+
 impl Log for KernelLogger {
     fn enabled(&self, m: &Metadata) -> bool {
         m.level() <= log::max_level()
     }
 
-    fn log(&self, record: &Record) {
+    fn log(&self, record: &log::Record) {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let mut line = FixedStr::<MAX_LINE>::new();
-        let ns = arch::time::since_boot_ns();
-        let _ = write!(
-            line,
-            "[{:5}.{:06}] {:<5} {}",
-            ns / 1_000_000_000,
-            (ns / 1000) % 1_000_000,
-            level_name(record.level()),
-            record.args()
-        );
-        // If a log call re-enters (from a fault while logging), skip the ring
-        // rather than deadlock; the console still gets the line.
-        if let Some(mut ring) = RING.try_lock() {
-            ring.push(line.as_str().as_bytes());
+        let mut message = FixedStr::<MAX_MESSAGE>::new();
+        let _ = write!(message, "{}", record.args());
+        let mut entry = Record {
+            seq: 0,
+            level: ring_level(record.level()),
+            time_ns: arch::time::since_boot_ns(),
+            target: record.target(),
+            message: message.as_str(),
+        };
+        for _ in 0..RING_LOCK_SPINS {
+            if let Some(mut ring) = RING.try_lock() {
+                entry.seq = ring.push(entry.level, entry.time_ns, entry.target, entry.message);
+                break;
+            }
+            core::hint::spin_loop();
         }
         let _g = CONSOLE.try_lock();
-        arch::console::write_bytes(line.as_str().as_bytes());
-        arch::console::write_bytes(b"\n");
+        let _ = writeln!(RawConsole, "{entry}");
     }
 
     fn flush(&self) {}
 }
 
-fn level_name(l: Level) -> &'static str {
-    match l {
-        Level::Error => "ERROR",
-        Level::Warn => "WARN",
-        Level::Info => "INFO",
-        Level::Debug => "DEBUG",
-        Level::Trace => "TRACE",
-    }
+/// Runs `f` on the log ring (locked meanwhile: `f` must not log).
+pub fn with_ring<R>(f: impl FnOnce(&LogRing<RING_BYTES>) -> R) -> R {
+    f(&RING.lock())
 }
 
-/// Call `f` with each log line newer than `cursor` (oldest first) and return
-/// the cursor to use next time. `skipped` tells that older lines were lost.
-pub fn read_since(cursor: u64, mut f: impl FnMut(&str, bool)) -> u64 {
-    let ring = RING.lock();
-    let mut buf = [0u8; MAX_LINE];
-    let mut cur = cursor;
-    while let Some(l) = ring.read(cur, &mut buf) {
-        f(
-            core::str::from_utf8(&buf[..l.len]).unwrap_or("<invalid utf-8>"),
-            l.skipped,
-        );
-        cur = l.next;
-    }
-    cur
+/// Calls `f` with each record from `cursor` on (oldest first); returns where to go on and
+/// how many records the cursor had missed.
+pub fn read_since(cursor: u64, mut f: impl FnMut(&Record<'_>)) -> Visit {
+    with_ring(|ring| {
+        ring.read(cursor, |record| {
+            f(record);
+            true
+        })
+    })
 }
 
-/// Like [`read_since`], with each line's own cursor, stopping when `f` returns false.
-/// Returns the cursor after the last line visited.
-pub fn read_from(cursor: u64, mut f: impl FnMut(&str, u64, bool) -> bool) -> u64 {
-    let ring = RING.lock();
-    let mut buf = [0u8; MAX_LINE];
-    let mut cur = cursor;
-    while let Some(l) = ring.read(cur, &mut buf) {
-        // A skipped read restarts at the oldest line: its cursor is where it begins.
-        let at = if l.skipped { ring.oldest() } else { cur };
-        cur = l.next;
-        let text = core::str::from_utf8(&buf[..l.len]).unwrap_or("<invalid utf-8>");
-        if !f(text, at, l.skipped) {
-            break;
-        }
-    }
-    cur
-}
-
-/// Cursor that reads only lines logged from now on.
+/// Cursor that reads only records logged from now on.
 pub fn cursor_now() -> u64 {
-    RING.lock().end()
+    with_ring(LogRing::next_seq)
 }
 
 /// Writes straight to the console, for panic and fault paths.

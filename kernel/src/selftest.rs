@@ -256,25 +256,31 @@ fn simd() -> Result<(), &'static str> {
 }
 
 fn log_ring() -> Result<(), &'static str> {
+    use arch::log_ring::Level;
+    use core::fmt::Write;
     let cursor = logger::cursor_now();
     log::info!("log-ring probe 1");
     log::info!("log-ring probe 2");
     let mut seen = Vec::new();
-    let next = logger::read_since(cursor, |line, skipped| {
-        seen.push((line.contains("probe"), skipped))
+    let visit = logger::read_since(cursor, |record| {
+        seen.push((record.message.contains("probe"), record.level))
     });
     check(
-        seen == [(true, false), (true, false)],
+        seen == [(true, Level::Info), (true, Level::Info)] && visit.dropped == 0,
         "did not read back exactly the two lines",
     )?;
+    let next = visit.next;
     let mut again = 0;
     check(
-        logger::read_since(next, |_, _| again += 1) == next && again == 0,
+        logger::read_since(next, |_| again += 1).next == next && again == 0,
         "cursor not at end",
     )?;
+    // The console line of a record: `[    s.micros] INFO  text`.
     let mut stamped = false;
-    logger::read_since(cursor, |line, _| {
-        stamped = line.starts_with('[') && line.contains("] INFO")
+    logger::read_since(cursor, |record| {
+        let mut line = logger::FixedStr::<128>::new();
+        let _ = write!(line, "{record}");
+        stamped = line.as_str().starts_with('[') && line.as_str().contains("] INFO");
     });
     check(stamped, "line not time-stamped")
 }

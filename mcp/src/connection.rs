@@ -1,4 +1,4 @@
-//! The byte-stream abstraction the server loop runs on.
+//! The byte-stream abstraction the stream transport ([`crate::ServerLoop`]) runs on.
 //!
 //! Reads never block: the loop polls every connection, and while a tool runs its progress
 //! callback polls the caller's connection for a `notifications/cancelled`. Writes may block
@@ -6,7 +6,11 @@
 //! wait for buffer space). A kernel vsock stream and a host TCP/Unix socket both fit.
 
 use alloc::collections::VecDeque;
+use alloc::rc::Rc;
 use alloc::vec::Vec;
+use core::cell::RefCell;
+
+pub use crate::peer::ConnectionClosed;
 
 /// Result of a non-blocking read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,10 +22,6 @@ pub enum ReadStatus {
     /// The peer closed its sending side (or the connection failed); no more data will come.
     Closed,
 }
-
-/// The peer is gone; nothing more can be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionClosed;
 
 /// A bidirectional byte stream.
 pub trait Connection {
@@ -37,6 +37,17 @@ impl<C: Connection + ?Sized> Connection for &mut C {
     }
     fn write_all(&mut self, data: &[u8]) -> Result<(), ConnectionClosed> {
         (**self).write_all(data)
+    }
+}
+
+/// A connection the caller keeps a handle to while a [`crate::ServerLoop`] owns it (tests
+/// push input and read output through their clone).
+impl<C: Connection> Connection for Rc<RefCell<C>> {
+    fn try_read(&mut self, buf: &mut [u8]) -> ReadStatus {
+        self.borrow_mut().try_read(buf)
+    }
+    fn write_all(&mut self, data: &[u8]) -> Result<(), ConnectionClosed> {
+        self.borrow_mut().write_all(data)
     }
 }
 

@@ -185,6 +185,20 @@ fn nesting_depth(bytes: &[u8]) -> usize {
     max
 }
 
+/// True when `payload` is a `notifications/cancelled` naming `request_id`: what a transport
+/// looks for while that request runs.
+pub fn is_cancellation_of(payload: &[u8], request_id: &Value) -> bool {
+    let Ok(Value::Object(msg)) = serde_json::from_slice::<Value>(payload) else {
+        return false;
+    };
+    msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled")
+        && !msg.contains_key("id")
+        && msg
+            .get("params")
+            .and_then(|p| p.get("requestId"))
+            .is_some_and(|rid| rid == request_id)
+}
+
 pub fn success_value(id: Value, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }

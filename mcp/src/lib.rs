@@ -1,4 +1,6 @@
-//! MCP server core: framing, JSON-RPC 2.0, lifecycle, tool registry (no_std + alloc).
+//! MCP protocol core: framing, JSON-RPC 2.0, lifecycles, schema validation and the tool
+//! registry (no_std + alloc). The application's tools (names, schemas, implementations)
+//! live with the application (`kernel/service`).
 //!
 //! The same code runs in the kernel (over virtio-vsock) and in the host test server
 //! (`mcp-cli serve`, over TCP/Unix sockets). Layering, bottom up:
@@ -7,32 +9,40 @@
 //! - [`jsonrpc`]: JSON-RPC 2.0 message classification, error codes and response encoding.
 //! - [`version`]: the MCP protocol revisions we speak and what each one allows.
 //! - [`schema`]: a JSON Schema subset validator for tool arguments and outputs.
+//! - [`logging`]: the MCP log levels.
 //! - [`tools`]: the [`Tool`] trait, the [`ToolRegistry`] and the per-call [`CallContext`].
-//! - [`catalog`]: the JSON Schemas of the kernel's tools (infer, health, ...), shared by the
-//!   kernel and the host test server.
-//! - [`server`]: the protocol state machine (lifecycle, dispatch) for one message at a time.
-//! - [`connection`] and [`server_loop`]: the transport-independent loop over many byte streams.
-//! - [`log_ring`]: the log ring buffer behind the `logs` tool.
+//! - [`session`]: what one client negotiated ([`Session`]), independent of any transport.
+//! - [`peer`]: the seam to a transport: a [`Sink`] for replies and notifications, a [`Pump`]
+//!   run between a tool's steps (cancellation, other clients).
+//! - [`server`]: the protocol engine; [`Server::handle`] serves one incoming message
+//!   (lifecycle methods in `lifecycle`, `tools/call` in `call`).
+//! - [`connection`] and [`server_loop`]: the stream transport, one loop over many byte
+//!   streams carrying frames; an HTTP transport would sit beside it on the same core.
 #![no_std]
 
 extern crate alloc;
 
-pub mod catalog;
+mod call;
 pub mod connection;
 pub mod frame;
 pub mod jsonrpc;
-pub mod log_ring;
+mod lifecycle;
+pub mod logging;
+pub mod peer;
 pub mod schema;
 pub mod server;
 pub mod server_loop;
+pub mod session;
 pub mod tools;
 pub mod version;
 
-pub use connection::{Connection, ConnectionClosed, MemoryConnection, ReadStatus};
+pub use connection::{Connection, MemoryConnection, ReadStatus};
 pub use frame::{encode_frame, FrameDecoder, FrameEvent, DEFAULT_MAX_FRAME};
-pub use log_ring::{LogLevel, LogLine, LogRing};
-pub use server::{Server, ServerConfig, ServerStats, Session};
+pub use logging::LogLevel;
+pub use peer::{ConnectionClosed, MessageKind, Peer, Pump, Recorder, RunningCall, Sink};
+pub use server::{Server, ServerConfig, ServerStats};
 pub use server_loop::{Acceptor, ConnectionId, NoAcceptor, ServerLoop};
+pub use session::Session;
 pub use tools::{CallContext, Tool, ToolDef, ToolError, ToolOutput, ToolRegistry};
 pub use version::ProtocolVersion;
 

@@ -9,10 +9,11 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use crate::log_ring::LogLevel;
-use crate::server::ServerStats;
+use crate::jsonrpc::{notification_value, to_bytes};
+use crate::logging::LogLevel;
+use crate::server::{log_notification, ServerStats};
 
 /// What `tools/list` says about a tool.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,10 +145,10 @@ pub trait Tool {
 }
 
 /// What the server offers a running tool: progress out, cancellation in. Implemented by the
-/// server over the caller's connection.
+/// server over the caller's [`crate::Peer`].
 pub trait CallIo {
-    /// Sends a notification (already serialised JSON-RPC) to the caller.
-    fn send_notification(&mut self, message: &Value);
+    /// Sends a notification (serialised JSON-RPC) to the caller.
+    fn send_notification(&mut self, message: &[u8]);
     /// Pumps the caller's incoming bytes without waiting; true once the call was cancelled
     /// (a `notifications/cancelled` for it arrived, or the caller disconnected).
     fn poll_cancelled(&mut self) -> bool;
@@ -195,9 +196,8 @@ impl<'a> CallContext<'a> {
             if let Some(message) = message {
                 params.insert("message".into(), Value::String(message.into()));
             }
-            let note =
-                crate::jsonrpc::notification_value("notifications/progress", Value::Object(params));
-            self.io.send_notification(&note);
+            let note = notification_value("notifications/progress", Value::Object(params));
+            self.io.send_notification(&to_bytes(&note));
         }
         self.is_cancelled()
     }
@@ -214,11 +214,8 @@ impl<'a> CallContext<'a> {
     /// Sends `notifications/message` if the caller's log level admits `level`.
     pub fn log(&mut self, level: LogLevel, logger: &str, message: &str) {
         if self.io.log_level().is_some_and(|min| level >= min) {
-            let note = crate::jsonrpc::notification_value(
-                "notifications/message",
-                json!({ "level": level.as_str(), "logger": logger, "data": message }),
-            );
-            self.io.send_notification(&note);
+            self.io
+                .send_notification(&log_notification(level, logger, message));
         }
     }
 

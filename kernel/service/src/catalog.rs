@@ -1,13 +1,13 @@
-//! Definitions (names, descriptions, JSON Schemas) of the kernel's tools, shared by the
-//! kernel, which implements them, and the host test server, which fakes some of them.
-//! Also typed views of the validated arguments, so implementations do not re-parse JSON.
+//! The catalog of the kernel's tools: names, descriptions, input and output JSON Schemas
+//! and annotations, shared by the implementations (`tools.rs`) and the host test server
+//! (`mcp-cli serve`), which fakes some of them. Also typed views of the validated
+//! arguments, so implementations do not re-parse JSON.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use serde_json::{json, Map, Value};
-
-use crate::log_ring::{LogLevel, LOG_LEVEL_NAMES};
-use crate::tools::ToolDef;
+use mcp::logging::{LogLevel, LOG_LEVEL_NAMES};
+use mcp::serde_json::{json, Map, Value};
+use mcp::ToolDef;
 
 pub const INFER: &str = "infer";
 pub const HEALTH: &str = "health";
@@ -422,7 +422,7 @@ fn finite(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::validate;
+    use mcp::schema::validate;
 
     #[test]
     fn every_schema_is_an_object_schema_and_names_are_unique() {

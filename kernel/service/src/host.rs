@@ -1,5 +1,5 @@
-//! The platform on a hosted OS (std): the share is a directory, the log is an `mcp::LogRing`,
-//! memory is what the OS reports available. Host tests and `mcp-cli serve --model` use it;
+//! The platform on a hosted OS (std): the share is a directory, the log is a log ring like
+//! the kernel's, memory is what the OS reports available. Host tests and `mcp-cli serve --model` use it;
 //! it is not compiled for the kernel (`target_os = "none"`).
 
 use std::cell::RefCell;
@@ -11,9 +11,9 @@ use std::rc::Rc;
 use std::string::{String, ToString};
 use std::vec::Vec;
 
-use mcp::log_ring::LogPage;
-use mcp::{LogLevel, LogRing};
+use mcp::LogLevel;
 
+use crate::logs::{self, LogPage, LogRing};
 use crate::platform::{DirEntry, FileHandle, LogSource, MemoryStats, ReadOnlyFs};
 
 /// A directory as the share. Paths may not leave it (checked by the service, and `..`
@@ -82,12 +82,23 @@ impl ReadOnlyFs for DirFs {
     }
 }
 
-/// An `mcp::LogRing` shared with whoever writes the log.
-pub struct RingLogs(pub Rc<RefCell<LogRing>>);
+/// Bytes of log a host server keeps (the kernel's ring size).
+pub const LOG_BYTES: usize = 64 * 1024;
+
+/// A log ring shared with whoever writes the log.
+pub type SharedLog = Rc<RefCell<LogRing<LOG_BYTES>>>;
+
+/// An empty [`SharedLog`].
+pub fn shared_log() -> SharedLog {
+    Rc::new(RefCell::new(LogRing::new()))
+}
+
+/// The `logs` tool over a [`SharedLog`].
+pub struct RingLogs(pub SharedLog);
 
 impl LogSource for RingLogs {
     fn page(&self, cursor: u64, min_level: LogLevel, limit: usize) -> LogPage {
-        self.0.borrow().since(cursor, min_level, limit)
+        logs::page(&self.0.borrow(), cursor, min_level, limit)
     }
 }
 

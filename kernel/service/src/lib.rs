@@ -1,5 +1,6 @@
-//! The kernel's MCP service: the tools of `mcp::catalog` (`infer`, `health`, `metadata`,
-//! `load_model`, `logs`, `list_models`) over the real inference engine.
+//! The kernel's MCP service: its tools (`infer`, `health`, `metadata`, `load_model`, `logs`,
+//! `list_models`) over the real inference engine. [`catalog`] says what they are (names,
+//! schemas, typed arguments), [`tools`] implements them; `mcp` is only the protocol.
 //!
 //! Everything machine-specific comes in through [`Platform`] (a read-only file system, a
 //! clock, a log source, memory statistics, CPU features), so the same code runs in the kernel
@@ -12,9 +13,11 @@ extern crate alloc;
 #[cfg(not(target_os = "none"))]
 extern crate std;
 
+pub mod catalog;
 #[cfg(not(target_os = "none"))]
 pub mod host;
 pub mod loaded_model;
+pub mod logs;
 pub mod platform;
 pub mod tools;
 

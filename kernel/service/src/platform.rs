@@ -8,8 +8,9 @@ use alloc::vec::Vec;
 
 use inference::exec::Executor;
 use inference::kernels::CpuFeatures;
-use mcp::log_ring::LogPage;
 use mcp::LogLevel;
+
+use crate::logs::LogPage;
 
 /// An open file of a [`ReadOnlyFs`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +37,8 @@ pub trait ReadOnlyFs {
     fn list(&mut self, dir: &str) -> Result<Vec<DirEntry>, String>;
 }
 
-/// The kernel log, paged with a cursor (the `logs` tool).
+/// The kernel log, paged with a cursor (the `logs` tool); [`crate::logs::page`] pages a
+/// log ring.
 pub trait LogSource {
     /// Lines from `cursor` on, at or above `min_level`, at most `limit`.
     fn page(&self, cursor: u64, min_level: LogLevel, limit: usize) -> LogPage;

@@ -1,4 +1,4 @@
-//! The six MCP tools of `mcp::catalog`, implemented over the service state.
+//! The six MCP tools of the [`crate::catalog`], implemented over the service state.
 //!
 //! `infer`, `load_model`, `metadata` and `list_models` use the model (and the share): they are
 //! exclusive, one at a time. `health` and `logs` are light: the server loop may run them while
@@ -14,10 +14,10 @@ use core::cell::RefCell;
 
 use inference::chat::{chatml, Message, Role};
 use inference::{Engine, GenerateParams, SamplerConfig, StopReason};
-use mcp::catalog::{self, InferArgs, InferInput, InferStats, LogsArgs};
 use mcp::serde_json::{json, Map, Value};
 use mcp::{CallContext, Tool, ToolDef, ToolError, ToolOutput};
 
+use crate::catalog::{self, InferArgs, InferInput, InferStats, LogsArgs};
 use crate::loaded_model::LoadedModel;
 use crate::{ModelHost, Status};
 

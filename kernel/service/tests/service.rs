@@ -9,9 +9,10 @@ use inference::exec::Inline;
 use inference::kernels::CpuFeatures;
 use mcp::frame::{encode_frame, FrameDecoder, FrameEvent};
 use mcp::serde_json::{self, json, Value};
-use mcp::{LogLevel, LogRing, MemoryConnection, Server, ServerConfig, Session, ToolRegistry};
+use mcp::{MemoryConnection, Server, ServerConfig, ServerLoop, ToolRegistry};
 use mk_models::{llama2c, Quant};
-use mk_service::host::{DirFs, RingLogs};
+use mk_service::host::{shared_log, DirFs, RingLogs, SharedLog};
+use mk_service::logs::Level;
 use mk_service::{MemoryStats, ModelLimits, Platform, PlatformInfo, Service};
 
 const CKPT: &[u8] = include_bytes!("../../../models/stories260k/stories260K.bin");
@@ -80,13 +81,16 @@ impl Drop for Share {
 
 // -------------------------------------------------------------- harness ----
 
+/// One client connection to the server loop (the stream transport the kernel runs).
 struct Harness {
-    server: Server,
-    session: Session,
-    conn: MemoryConnection,
+    lp: ServerLoop<Rc<RefCell<MemoryConnection>>>,
+    conn: Rc<RefCell<MemoryConnection>>,
+    decoder: FrameDecoder,
+    /// Notifications received and not yet taken by `notifications()`.
+    notes: Vec<Value>,
     next_id: u64,
     free: Rc<Cell<u64>>,
-    ring: Rc<RefCell<LogRing>>,
+    ring: SharedLog,
     service: Service,
     _share: Share,
 }
@@ -95,15 +99,21 @@ impl Harness {
     fn new(name: &str, model: Option<&str>) -> Harness {
         let share = Share::new(name);
         let free = Rc::new(Cell::new(512 << 20));
-        let ring = Rc::new(RefCell::new(LogRing::new(64)));
+        let ring = shared_log();
         {
             let mut r = ring.borrow_mut();
-            r.push(LogLevel::Info, 0, "microkernelia booting");
-            r.push(LogLevel::Debug, 1, "mem 0x0-0x9fc00 usable");
-            r.push(LogLevel::Warning, 2, "devices: ignoring virtio device id 1");
+            r.push(Level::Info, 0, "kernel", "microkernelia booting");
+            r.push(Level::Debug, 1_000_000, "kernel", "mem 0x0-0x9fc00 usable");
             r.push(
-                LogLevel::Info,
-                3,
+                Level::Warn,
+                2_000_000,
+                "kernel::devices",
+                "devices: ignoring virtio device id 1",
+            );
+            r.push(
+                Level::Info,
+                3_000_000,
+                "kernel",
                 "boot done: 5000 us since first instruction",
             );
         }
@@ -126,12 +136,14 @@ impl Harness {
         }
         let mut tools = ToolRegistry::new();
         service.register(&mut tools).unwrap();
-        let server = Server::new(ServerConfig::default(), tools);
-        let session = server.new_session();
+        let mut lp = ServerLoop::new(Server::new(ServerConfig::default(), tools));
+        let conn = Rc::new(RefCell::new(MemoryConnection::new()));
+        lp.add(conn.clone());
         let mut h = Harness {
-            server,
-            session,
-            conn: MemoryConnection::new(),
+            lp,
+            conn,
+            decoder: FrameDecoder::new(usize::MAX >> 1),
+            notes: Vec::new(),
             next_id: 0,
             free,
             ring,
@@ -148,10 +160,39 @@ impl Harness {
         h
     }
 
+    /// Sends one message and serves it; returns its response (notifications sent
+    /// meanwhile are kept for `notifications()`).
     fn send(&mut self, msg: &Value) -> Option<Value> {
+        self.push(msg);
+        self.serve()
+    }
+
+    /// Queues a message on the connection without serving it.
+    fn push(&mut self, msg: &Value) {
         let bytes = serde_json::to_vec(msg).unwrap();
-        self.server
-            .handle_payload(&mut self.session, &bytes, &mut self.conn)
+        self.conn.borrow_mut().push(&encode_frame(&bytes));
+    }
+
+    /// Serves what was sent; returns the one response, if any.
+    fn serve(&mut self) -> Option<Value> {
+        while self.lp.poll() {}
+        let out = std::mem::take(&mut self.conn.borrow_mut().outgoing);
+        let mut events = Vec::new();
+        self.decoder.feed(&out, &mut events);
+        let mut response = None;
+        for event in events {
+            let FrameEvent::Frame(payload) = event else {
+                panic!("the server sent a bad frame: {event:?}");
+            };
+            let v: Value = serde_json::from_slice(&payload).unwrap();
+            if v.get("method").is_some() {
+                self.notes.push(v);
+            } else {
+                assert!(response.is_none(), "two responses: {response:?}, {v}");
+                response = Some(v);
+            }
+        }
+        response
     }
 
     fn request(&mut self, method: &str, params: Value) -> Value {
@@ -180,18 +221,9 @@ impl Harness {
         r["content"][0]["text"].as_str().unwrap().to_string()
     }
 
-    /// Frames the server wrote on its own (notifications), decoded.
+    /// Notifications the server sent since the last call.
     fn notifications(&mut self) -> Vec<Value> {
-        let mut dec = FrameDecoder::new(usize::MAX >> 1);
-        let mut events = Vec::new();
-        dec.feed(&std::mem::take(&mut self.conn.outgoing), &mut events);
-        events
-            .into_iter()
-            .filter_map(|e| match e {
-                FrameEvent::Frame(p) => Some(serde_json::from_slice(&p).unwrap()),
-                _ => None,
-            })
-            .collect()
+        std::mem::take(&mut self.notes)
     }
 }
 
@@ -291,14 +323,14 @@ fn infer_is_cancelled_by_the_client() {
     let id = h.next_id + 1;
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                         "params": {"requestId": id, "reason": "test"}});
-    h.conn
-        .push(&encode_frame(&serde_json::to_vec(&cancel).unwrap()));
-    let before = h.server.stats().cancelled;
-    let r = h.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                           "params": {"name": "infer", "arguments": greedy(200)}}));
+    let before = h.lp.server().stats().cancelled;
+    h.push(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                   "params": {"name": "infer", "arguments": greedy(200)}}));
+    h.push(&cancel);
+    let r = h.serve();
     h.next_id = id;
     assert!(r.is_none(), "a cancelled request gets no response: {r:?}");
-    assert_eq!(h.server.stats().cancelled, before + 1);
+    assert_eq!(h.lp.server().stats().cancelled, before + 1);
     // The service is still usable.
     let out = h.ok("infer", greedy(10));
     assert_eq!(out["completion_tokens"], 10);
@@ -452,7 +484,7 @@ fn logs_pages_with_cursor_and_level() {
     // Following: only new lines after the cursor.
     h.ring
         .borrow_mut()
-        .push(LogLevel::Error, 9, "vsock: connection reset");
+        .push(Level::Error, 9_000_000, "kernel", "vsock: connection reset");
     let more = h.ok("logs", json!({ "cursor": next }));
     assert_eq!(more["lines"].as_array().unwrap().len(), 1);
     assert_eq!(more["lines"][0]["text"], "vsock: connection reset");

@@ -6,8 +6,8 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use drivers::virtiofs::File;
-use mcp::log_ring::{LogLine, LogPage};
 use mcp::LogLevel;
+use mk_service::logs::LogPage;
 use mk_service::{
     DirEntry, FileHandle, LogSource, MemoryStats, Platform, PlatformInfo, ReadOnlyFs,
 };
@@ -87,58 +87,12 @@ impl ReadOnlyFs for ShareFs {
     }
 }
 
-/// The kernel log ring, as `logs` pages it. A line is `[    s.micros] LEVEL text`.
+/// The kernel's log ring, as `logs` pages it.
 pub struct KernelLogs;
-
-fn parse_line(line: &str) -> (u64, LogLevel, &str) {
-    let mut ms = 0;
-    let mut rest = line;
-    if let Some(end) = line.find(']') {
-        let stamp = line[1..end].trim();
-        if let Some((s, us)) = stamp.split_once('.') {
-            let s: u64 = s.parse().unwrap_or(0);
-            let us: u64 = us.parse().unwrap_or(0);
-            ms = s * 1000 + us / 1000;
-        }
-        rest = line[end + 1..].trim_start();
-    }
-    let (level, text) = match rest.split_once(' ') {
-        Some((l, t)) => (l, t.trim_start()),
-        None => ("INFO", rest),
-    };
-    let level = match level {
-        "ERROR" => LogLevel::Error,
-        "WARN" => LogLevel::Warning,
-        "INFO" => LogLevel::Info,
-        _ => LogLevel::Debug,
-    };
-    (ms, level, text)
-}
 
 impl LogSource for KernelLogs {
     fn page(&self, cursor: u64, min_level: LogLevel, limit: usize) -> LogPage {
-        let mut lines = Vec::new();
-        let mut dropped = 0;
-        let next_cursor = crate::logger::read_from(cursor, |text, at, skipped| {
-            if skipped {
-                dropped = 1;
-            }
-            let (ms, level, text) = parse_line(text);
-            if level >= min_level {
-                lines.push(LogLine {
-                    seq: at,
-                    level,
-                    ms,
-                    text: String::from(text),
-                });
-            }
-            lines.len() < limit
-        });
-        LogPage {
-            lines,
-            next_cursor,
-            dropped,
-        }
+        crate::logger::with_ring(|ring| mk_service::logs::page(ring, cursor, min_level, limit))
     }
 }
 

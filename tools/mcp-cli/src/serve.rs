@@ -2,18 +2,14 @@
 //! code, same framing) over TCP or a Unix socket, with the test tool set. Integration tests
 //! and local experiments use it in place of the VM.
 
-use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
-use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mcp::{
-    Acceptor, Connection, ConnectionClosed, LogLevel, LogRing, ReadStatus, Server, ServerConfig,
-    ServerLoop,
-};
+use mcp::{Acceptor, Connection, ConnectionClosed, ReadStatus, Server, ServerConfig, ServerLoop};
+use mk_service::logs::Level;
 
 use crate::target::Stream;
 use crate::test_tools;
@@ -143,13 +139,14 @@ fn serve(opts: ServeOptions, announce: bool) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
 
     let start = Instant::now();
-    let log = Rc::new(RefCell::new(LogRing::new(4096)));
+    let log = mk_service::host::shared_log();
     let (config, tools) = match &opts.model {
         Some(model) => real_service(model, opts.threads, &log, opts.max_frame)?,
         None => {
             log.borrow_mut().push(
-                LogLevel::Info,
+                Level::Info,
                 0,
+                "serve",
                 "test server started (echo generator, no model)",
             );
             let config = ServerConfig {
@@ -229,9 +226,10 @@ fn real_service(
     let service = mk_service::Service::new(platform, mk_service::ModelLimits::default());
     let summary = service.load(name)?;
     log.borrow_mut().push(
-        LogLevel::Info,
+        Level::Info,
         0,
-        format!(
+        "serve",
+        &format!(
             "host service: {summary}, kernels {}, {threads} thread(s)",
             service.kernel_variant()
         ),
@@ -272,9 +270,10 @@ impl Acceptor<SocketConnection> for LoggingAcceptor {
             match SocketConnection::new(stream) {
                 Ok(conn) => {
                     self.log.borrow_mut().push(
-                        LogLevel::Debug,
-                        test_tools::ms_since(self.start),
-                        format!("connection {} opened", self.accepted),
+                        Level::Debug,
+                        test_tools::ns_since(self.start),
+                        "serve",
+                        &format!("connection {} opened", self.accepted),
                     );
                     self.accepted += 1;
                     return Some(conn);

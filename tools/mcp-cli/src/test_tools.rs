@@ -2,22 +2,20 @@
 //! the CLI, the bridge and standard clients can be tested without a VM: `echo`, `count`
 //! (progress), a fake `infer` that streams words with a per-token delay and honours
 //! cancellation, `health` and `logs`. `infer`, `health` and `logs` use the kernel's schemas
-//! from `mcp::catalog`, so the CLI commands exercise the real contracts.
+//! from `mk_service::catalog`, so the CLI commands exercise the real contracts.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mcp::catalog::{self, InferArgs, InferInput, InferStats, LogsArgs};
-use mcp::{CallContext, LogLevel, LogRing, Tool, ToolDef, ToolError, ToolOutput, ToolRegistry};
+use mcp::{CallContext, Tool, ToolDef, ToolError, ToolOutput, ToolRegistry};
+use mk_service::catalog::{self, InferArgs, InferInput, InferStats, LogsArgs};
+pub use mk_service::host::SharedLog;
+use mk_service::logs::{self, Level};
 use serde_json::{json, Map, Value};
 
-pub type SharedLog = Rc<RefCell<LogRing>>;
-
-/// Milliseconds since the server started (time stamps of log lines).
-pub fn ms_since(start: Instant) -> u64 {
-    start.elapsed().as_millis() as u64
+/// Nanoseconds since the server started (time stamps of log records).
+pub fn ns_since(start: Instant) -> u64 {
+    start.elapsed().as_nanos() as u64
 }
 
 pub struct Echo;
@@ -167,9 +165,10 @@ impl Tool for FakeInfer {
             total_ms: t0.elapsed().as_secs_f64() * 1e3,
         };
         self.log.borrow_mut().push(
-            LogLevel::Info,
-            ms_since(self.start),
-            format!(
+            Level::Info,
+            ns_since(self.start),
+            "infer",
+            &format!(
                 "infer: {generated} tokens, {:.1} tok/s, finish={finish}",
                 stats.decode_tokens_per_s
             ),
@@ -199,7 +198,7 @@ impl Tool for Health {
     ) -> Result<ToolOutput, ToolError> {
         let stats = ctx.stats();
         let value = json!({
-            "uptime_ms": ms_since(self.start),
+            "uptime_ms": self.start.elapsed().as_millis() as u64,
             "heap_used_bytes": 0,
             "heap_free_bytes": 0,
             "requests_served": stats.requests,
@@ -229,7 +228,7 @@ impl Tool for Logs {
         _: &mut CallContext<'_>,
     ) -> Result<ToolOutput, ToolError> {
         let args = LogsArgs::from_args(args);
-        let page = self.log.borrow().since(args.cursor, args.level, args.limit);
+        let page = logs::page(&self.log.borrow(), args.cursor, args.level, args.limit);
         let lines: Vec<Value> = page
             .lines
             .iter()
