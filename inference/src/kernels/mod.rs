@@ -12,6 +12,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod features;
+#[cfg(target_arch = "x86_64")]
+mod gemm_avx2;
 #[cfg(any(test, feature = "std"))]
 mod host;
 #[cfg(target_arch = "aarch64")]
@@ -173,6 +175,11 @@ pub(crate) type Tile = [[f32; TILE]; TILE];
 type QTileFn = unsafe fn(&[u8], usize, &QActs, usize, usize, &mut Tile);
 /// `(w, nr, cols, x, b0, nc, out)`.
 type F32TileFn = unsafe fn(&[u8], usize, usize, &[f32], usize, usize, &mut Tile);
+/// Prefill over a row block: `(w = nr rows, nr, acts, batch, out, stride, scratch)` writes
+/// `out[b * stride + r]` for every activation row `b` and weight row `r < nr`.
+type PanelFn = unsafe fn(&[u8], usize, &QActs, usize, &mut [f32], usize, &mut Vec<u8>);
+/// Smallest batch the panel kernels take (below it the decode tiles are as fast).
+const PANEL_MIN_BATCH: usize = 4;
 
 #[derive(Clone, Copy)]
 struct Table {
@@ -186,9 +193,24 @@ struct Table {
     q4_k: QTileFn,
     q5_k: QTileFn,
     q6_k: QTileFn,
+    /// Prefill kernels where a variant has them (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K).
+    panels: [Option<PanelFn>; 6],
 }
 
 impl Table {
+    /// The prefill panel kernel of `qt`, if the variant has one.
+    fn panel(&self, qt: QuantType) -> Option<PanelFn> {
+        match qt {
+            QuantType::Q4_0 => self.panels[0],
+            QuantType::Q4_1 => self.panels[1],
+            QuantType::Q5_0 => self.panels[2],
+            QuantType::Q5_1 => self.panels[3],
+            QuantType::Q4_K => self.panels[4],
+            QuantType::Q5_K => self.panels[5],
+            _ => None,
+        }
+    }
+
     /// The kernel and activation format of a quantised type (`None` for F32).
     fn quantised(&self, qt: QuantType) -> Option<(QTileFn, ActFormat)> {
         use ActFormat::{Q8, Q8K};
@@ -217,6 +239,7 @@ const SCALAR: Table = Table {
     q4_k: scalar::tile_q4_k,
     q5_k: scalar::tile_q5_k,
     q6_k: scalar::tile_q6_k,
+    panels: [None; 6],
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -234,6 +257,14 @@ const AVX2: Table = Table {
     q4_k: avx2::tile_q4_k,
     q5_k: avx2::tile_q5_k,
     q6_k: avx2::tile_q6_k,
+    panels: [
+        Some(gemm_avx2::panel_q4_0),
+        Some(gemm_avx2::panel_q4_1),
+        Some(gemm_avx2::panel_q5_0),
+        Some(gemm_avx2::panel_q5_1),
+        Some(gemm_avx2::panel_q4_k),
+        Some(gemm_avx2::panel_q5_k),
+    ],
 };
 
 /// The selected kernel set.
@@ -289,6 +320,16 @@ impl Kernels {
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
+                    // Their own 4 x 4 tiles for Q4_0/Q4_1 (measured on AVX-512 hardware);
+                    // the AVX2 panels for Q5_0/Q5_1.
+                    panels: [
+                        None,
+                        None,
+                        AVX2.panels[2],
+                        AVX2.panels[3],
+                        AVX2.panels[4],
+                        AVX2.panels[5],
+                    ],
                     ..AVX2
                 }
             }
@@ -299,6 +340,16 @@ impl Kernels {
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
+                    // Their own 4 x 4 tiles for Q4_0/Q4_1 (measured on AVX-512 hardware);
+                    // the AVX2 panels for Q5_0/Q5_1.
+                    panels: [
+                        None,
+                        None,
+                        AVX2.panels[2],
+                        AVX2.panels[3],
+                        AVX2.panels[4],
+                        AVX2.panels[5],
+                    ],
                     ..AVX2
                 }
             }
@@ -313,6 +364,11 @@ impl Kernels {
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
+                    q5_0: k::tile_q5_0,
+                    q5_1: k::tile_q5_1,
+                    q4_k: k::tile_q4_k,
+                    q5_k: k::tile_q5_k,
+                    q6_k: k::tile_q6_k,
                     ..SCALAR
                 }
             }
@@ -327,6 +383,11 @@ impl Kernels {
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
+                    q5_0: k::tile_q5_0,
+                    q5_1: k::tile_q5_1,
+                    q4_k: k::tile_q4_k,
+                    q5_k: k::tile_q5_k,
+                    q6_k: k::tile_q6_k,
                     ..SCALAR
                 }
             }
@@ -341,6 +402,11 @@ impl Kernels {
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
+                    q5_0: k::tile_q5_0,
+                    q5_1: k::tile_q5_1,
+                    q4_k: k::tile_q4_k,
+                    q5_k: k::tile_q5_k,
+                    q6_k: k::tile_q6_k,
                     ..SCALAR
                 }
             }
@@ -374,6 +440,10 @@ impl Kernels {
         let quantised = self.table.quantised(w.qtype);
         let acts = quantised.map(|(_, fmt)| QActs::quantize(x, cols, batch, fmt, &self.table.act));
         let qtile = quantised.map(|(f, _)| f);
+        let panel = self
+            .table
+            .panel(w.qtype)
+            .filter(|_| batch >= PANEL_MIN_BATCH);
         let f32tile = self.table.f32;
 
         let row_tiles = rows.div_ceil(TILE);
@@ -395,10 +465,26 @@ impl Kernels {
             } else {
                 Vec::new()
             };
+            let mut scratch = Vec::new();
             let mut blk = r_begin;
             while blk < r_end {
                 let blk_end = (blk + ROW_BLOCK).min(r_end);
-                let mut r0 = blk;
+                if let (Some(p), Some(a)) = (panel, acts) {
+                    let wb = &w.data[blk * rb..blk_end * rb];
+                    // SAFETY: as for the tiles below; `buf` is batch * ROW_BLOCK floats.
+                    unsafe {
+                        p(
+                            wb,
+                            blk_end - blk,
+                            a,
+                            batch,
+                            &mut buf,
+                            ROW_BLOCK,
+                            &mut scratch,
+                        )
+                    };
+                }
+                let mut r0 = if panel.is_some() { blk_end } else { blk };
                 while r0 < blk_end {
                     let nr = TILE.min(blk_end - r0);
                     let wt = &w.data[r0 * rb..(r0 + nr) * rb];

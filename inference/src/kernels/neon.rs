@@ -14,7 +14,10 @@ macro_rules! neon_kernels {
         pub(crate) mod $modname {
             use super::super::act::{ActRow, QActs};
             use super::super::Tile;
-            use crate::quant::{Q4_0_BLOCK, Q4_1_BLOCK, Q8_0_BLOCK, QK};
+            use crate::quant::{
+                Q4_0_BLOCK, Q4_1_BLOCK, Q4_K_BLOCK, Q5_0_BLOCK, Q5_1_BLOCK, Q5_K_BLOCK, Q6_K_BLOCK,
+                Q8_0_BLOCK, QK, QK_K,
+            };
             use core::arch::aarch64::*;
             use core::arch::asm;
 
@@ -51,13 +54,41 @@ macro_rules! neon_kernels {
                 }
             }
 
-            /// Weight block i of one row: (elements 0..15, 16..31, d, m); m is only used by Q4_1.
-            /// Q: 0 = Q8_0, 1 = Q4_0, 2 = Q4_1.
+            /// 16 + 16 bytes, 0x10 where bit j of the little-endian u32 at `p` is set (Q5).
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn fifth_bits(p: *const u8) -> (uint8x16_t, uint8x16_t) {
+                let v = vreinterpretq_u8_u32(vdupq_n_u32((p as *const u32).read_unaligned()));
+                let lo_idx = vcombine_u8(vdup_n_u8(0), vdup_n_u8(1));
+                let hi_idx = vcombine_u8(vdup_n_u8(2), vdup_n_u8(3));
+                let bit = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+                let ten = vdupq_n_u8(0x10);
+                let lo = vandq_u8(vtstq_u8(vqtbl1q_u8(v, lo_idx), bit), ten);
+                let hi = vandq_u8(vtstq_u8(vqtbl1q_u8(v, hi_idx), bit), ten);
+                (lo, hi)
+            }
+
+            /// Weight block i of one row: (elements 0..15, 16..31, d, m); m is the stored
+            /// minimum of Q4_1 / Q5_1 (their levels stay unsigned; the others are signed).
+            /// Q: 0 = Q8_0, 1 = Q4_0, 2 = Q4_1, 3 = Q5_0, 4 = Q5_1.
             #[inline]
             #[target_feature(enable = $feat)]
             unsafe fn load_w<const Q: u8>(row: *const u8, i: usize) -> (int8x16_t, int8x16_t, f32, f32) {
-                let bs = [Q8_0_BLOCK, Q4_0_BLOCK, Q4_1_BLOCK][Q as usize];
+                let bs = [Q8_0_BLOCK, Q4_0_BLOCK, Q4_1_BLOCK, Q5_0_BLOCK, Q5_1_BLOCK][Q as usize];
                 let b = row.add(i * bs);
+                if Q >= 3 {
+                    let (qh, qs) = if Q == 3 { (2, 6) } else { (4, 8) };
+                    let x = vld1q_u8(b.add(qs));
+                    let (h0, h1) = fifth_bits(b.add(qh));
+                    let lo = vorrq_u8(vandq_u8(x, vdupq_n_u8(0x0f)), h0);
+                    let hi = vorrq_u8(vshrq_n_u8(x, 4), h1);
+                    let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
+                    if Q == 3 {
+                        let sixteen = vdupq_n_s8(16);
+                        return (vsubq_s8(lo, sixteen), vsubq_s8(hi, sixteen), f16_at(b), 0.0);
+                    }
+                    return (lo, hi, f16_at(b), f16_at(b.add(2)));
+                }
                 match Q {
                     0 => (vld1q_s8(b.add(2) as *const i8), vld1q_s8(b.add(18) as *const i8), f16_at(b), 0.0),
                     1 => {
@@ -96,7 +127,7 @@ macro_rules! neon_kernels {
                         let (w0, w1, dw, m) = load_w::<Q>(w.add(r * rb), i);
                         let p = vcvtq_f32_s32(dot32(w0, w1, a0, a1));
                         acc[r] = vfmaq_n_f32(acc[r], p, dw * da);
-                        if Q == 2 {
+                        if Q == 2 || Q == 4 {
                             corr[r] += m * *a.s.get_unchecked(i);
                         }
                     }
@@ -135,7 +166,7 @@ macro_rules! neon_kernels {
                     let da = [*a[0].d.get_unchecked(i), *a[1].d.get_unchecked(i)];
                     let scale = [dx * da[0], dx * da[1], dy * da[0], dy * da[1]];
                     acc = vfmaq_f32(acc, vcvtq_f32_s32(isum), vld1q_f32(scale.as_ptr()));
-                    if Q == 2 {
+                    if Q == 2 || Q == 4 {
                         let sa = [*a[0].s.get_unchecked(i), *a[1].s.get_unchecked(i)];
                         let c = [mx * sa[0], mx * sa[1], my * sa[0], my * sa[1]];
                         acc = vaddq_f32(acc, vld1q_f32(c.as_ptr()));
@@ -225,6 +256,144 @@ macro_rules! neon_kernels {
             #[target_feature(enable = $feat)]
             pub(crate) unsafe fn tile_q4_1(w: &[u8], nr: usize, acts: &QActs, b0: usize, nc: usize, out: &mut Tile) {
                 tile_q::<2>(w, nr, acts, b0, nc, out)
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(crate) unsafe fn tile_q5_0(w: &[u8], nr: usize, acts: &QActs, b0: usize, nc: usize, out: &mut Tile) {
+                tile_q::<3>(w, nr, acts, b0, nc, out)
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(crate) unsafe fn tile_q5_1(w: &[u8], nr: usize, acts: &QActs, b0: usize, nc: usize, out: &mut Tile) {
+                tile_q::<4>(w, nr, acts, b0, nc, out)
+            }
+
+            /// sum over 16 i8 × i8 products, as four i32 partial sums.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn dot16(w: int8x16_t, a: int8x16_t) -> int32x4_t {
+                if $dot {
+                    let mut acc = vdupq_n_s32(0);
+                    asm!("sdot {acc:v}.4s, {w:v}.16b, {a:v}.16b",
+                         acc = inout(vreg) acc, w = in(vreg) w, a = in(vreg) a,
+                         options(pure, nomem, nostack, preserves_flags));
+                    acc
+                } else {
+                    let s = vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(a)));
+                    vpadalq_s16(s, vmull_high_s8(w, a))
+                }
+            }
+
+            /// One row of Q4_K (`Q5 = false`) or Q5_K against one Q8_K activation row: per
+            /// sub-block an integer dot times its 6-bit scale, minima through the block sums.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn row_qk_min<const Q5: bool>(w: *const u8, a: &ActRow) -> f32 {
+                let (bs, qs) = if Q5 { (Q5_K_BLOCK, 48) } else { (Q4_K_BLOCK, 16) };
+                let mut acc = 0.0f32;
+                for i in 0..a.d.len() {
+                    let blk = w.add(i * bs);
+                    let ap = a.qs.as_ptr().add(i * QK_K);
+                    let (sc, m) = crate::quant::k_scales_mins(core::slice::from_raw_parts(blk.add(4), 12));
+                    let bsums = a.bsums.as_ptr().add(i * 16);
+                    let mut summ = 0i32;
+                    for j in 0..8 {
+                        summ += m[j] as i32 * (*bsums.add(2 * j) as i32 + *bsums.add(2 * j + 1) as i32);
+                    }
+                    let mut sumi = vdupq_n_s32(0);
+                    for g in 0..4 {
+                        let q0 = vld1q_u8(blk.add(qs + 32 * g));
+                        let q1 = vld1q_u8(blk.add(qs + 32 * g + 16));
+                        let m4 = vdupq_n_u8(0x0f);
+                        let mut l = [vandq_u8(q0, m4), vandq_u8(q1, m4), vshrq_n_u8(q0, 4), vshrq_n_u8(q1, 4)];
+                        if Q5 {
+                            let h0 = vld1q_u8(blk.add(16));
+                            let h1 = vld1q_u8(blk.add(32));
+                            let one = vdupq_n_u8(1);
+                            for (t, (lv, h)) in l.iter_mut().zip([h0, h1, h0, h1]).enumerate() {
+                                // bit 2g (low nibbles) or 2g + 1 (high nibbles) of qh
+                                let sh = vdupq_n_s8(-((2 * g + t / 2) as i8));
+                                let bit = vandq_u8(vshlq_u8(h, sh), one);
+                                *lv = vorrq_u8(*lv, vshlq_n_u8(bit, 4));
+                            }
+                        }
+                        let a0 = vld1q_s8(ap.add(64 * g));
+                        let a1 = vld1q_s8(ap.add(64 * g + 16));
+                        let a2 = vld1q_s8(ap.add(64 * g + 32));
+                        let a3 = vld1q_s8(ap.add(64 * g + 48));
+                        let s = |v: uint8x16_t| vreinterpretq_s8_u8(v);
+                        let lo = dot32(s(l[0]), s(l[1]), a0, a1);
+                        let hi = dot32(s(l[2]), s(l[3]), a2, a3);
+                        sumi = vmlaq_n_s32(sumi, lo, sc[2 * g] as i32);
+                        sumi = vmlaq_n_s32(sumi, hi, sc[2 * g + 1] as i32);
+                    }
+                    let da = *a.d.get_unchecked(i);
+                    acc += f16_at(blk) * da * vaddvq_s32(sumi) as f32 - f16_at(blk.add(2)) * da * summ as f32;
+                }
+                acc
+            }
+
+            /// One row of Q6_K against one Q8_K activation row (levels made signed, -32..=31).
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn row_q6_k(w: *const u8, a: &ActRow) -> f32 {
+                let mut acc = 0.0f32;
+                for i in 0..a.d.len() {
+                    let blk = w.add(i * Q6_K_BLOCK);
+                    let ap = a.qs.as_ptr().add(i * QK_K);
+                    let mut sumi = vdupq_n_s32(0);
+                    for h in 0..2 {
+                        for k in 0..4 {
+                            for half in 0..2 {
+                                let l = 16 * half;
+                                let ql = vld1q_u8(blk.add(64 * h + 32 * (k & 1) + l));
+                                let lo = if k < 2 { vandq_u8(ql, vdupq_n_u8(0x0f)) } else { vshrq_n_u8(ql, 4) };
+                                let qh = vld1q_u8(blk.add(128 + 32 * h + l));
+                                let hi = vandq_u8(vshlq_u8(qh, vdupq_n_s8(-(2 * k as i8))), vdupq_n_u8(3));
+                                let q = vorrq_u8(lo, vshlq_n_u8(hi, 4));
+                                let q = vsubq_s8(vreinterpretq_s8_u8(q), vdupq_n_s8(32));
+                                let av = vld1q_s8(ap.add(128 * h + 32 * k + l));
+                                let sc = *blk.add(192 + 8 * h + 2 * k + half) as i8 as i32;
+                                sumi = vmlaq_n_s32(sumi, dot16(q, av), sc);
+                            }
+                        }
+                    }
+                    acc += f16_at(blk.add(208)) * *a.d.get_unchecked(i) * vaddvq_s32(sumi) as f32;
+                }
+                acc
+            }
+
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn tile_k<const T: u8>(w: &[u8], nr: usize, acts: &QActs, b0: usize, nc: usize, out: &mut Tile) {
+                let rb = w.len() / nr;
+                let wp = w.as_ptr();
+                for c in 0..nc {
+                    let a = acts.row(b0 + c);
+                    for r in 0..nr {
+                        let row = wp.add(r * rb);
+                        out[c][r] = match T {
+                            0 => row_qk_min::<false>(row, &a),
+                            1 => row_qk_min::<true>(row, &a),
+                            _ => row_q6_k(row, &a),
+                        };
+                    }
+                }
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(crate) unsafe fn tile_q4_k(w: &[u8], nr: usize, acts: &QActs, b0: usize, nc: usize, out: &mut Tile) {
+                tile_k::<0>(w, nr, acts, b0, nc, out)
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(crate) unsafe fn tile_q5_k(w: &[u8], nr: usize, acts: &QActs, b0: usize, nc: usize, out: &mut Tile) {
+                tile_k::<1>(w, nr, acts, b0, nc, out)
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(crate) unsafe fn tile_q6_k(w: &[u8], nr: usize, acts: &QActs, b0: usize, nc: usize, out: &mut Tile) {
+                tile_k::<2>(w, nr, acts, b0, nc, out)
             }
         }
     };
