@@ -520,6 +520,8 @@ mod tests {
     /// remainder loops run too.
     #[test]
     fn fast_maths_match_exact_closely() {
+        // Only x86 adds a flavour.
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut flavours = std::vec![Maths::Fast { avx2: false }];
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
