@@ -111,6 +111,9 @@ pub(crate) struct QActs {
     pub s: Vec<f32>,
     /// Q8K: `batch * nb * 16` sums of 16 quants; Q8: empty.
     pub bsums: Vec<i16>,
+    /// Hint from the driver: the weights are far larger than the caches and should be read
+    /// as one sequential stream (decode of a big Q8_0 classifier).
+    pub stream: bool,
 }
 
 /// One quantised activation row.
@@ -149,6 +152,7 @@ impl QActs {
                     0
                 }
             ],
+            stream: false,
         };
         for b in 0..batch {
             let row = &x[b * cols..(b + 1) * cols];

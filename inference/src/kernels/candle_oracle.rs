@@ -116,6 +116,7 @@ fn acts_from_q8_0(blocks: &[BlockQ8_0]) -> QActs {
         d: vec![0.0; nb],
         s: vec![0.0; nb],
         bsums: Vec::new(),
+        stream: false,
     };
     for (i, blk) in bytes.chunks_exact(34).enumerate() {
         let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
@@ -209,6 +210,7 @@ fn acts_from_q8k(blocks: &[BlockQ8K]) -> QActs {
         d: vec![0.0; nb],
         s: Vec::new(),
         bsums: vec![0; nb * 16],
+        stream: false,
     };
     for (i, blk) in bytes.chunks_exact(4 + QK_K + 32).enumerate() {
         a.d[i] = f32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]);

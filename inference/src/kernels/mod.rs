@@ -178,6 +178,8 @@ type F32TileFn = unsafe fn(&[u8], usize, usize, &[f32], usize, usize, &mut Tile)
 /// Prefill over a row block: `(w = nr rows, nr, acts, batch, out, stride, scratch)` writes
 /// `out[b * stride + r]` for every activation row `b` and weight row `r < nr`.
 type PanelFn = unsafe fn(&[u8], usize, &QActs, usize, &mut [f32], usize, &mut Vec<u8>);
+/// Q8_0 decode reads matrices at least this big as one sequential stream (see avx2.rs).
+const STREAM_BYTES: usize = 4 << 20;
 /// Smallest batch the panel kernels take (below it the decode tiles are as fast).
 const PANEL_MIN_BATCH: usize = 4;
 
@@ -438,7 +440,11 @@ impl Kernels {
             return;
         }
         let quantised = self.table.quantised(w.qtype);
-        let acts = quantised.map(|(_, fmt)| QActs::quantize(x, cols, batch, fmt, &self.table.act));
+        let acts = quantised.map(|(_, fmt)| {
+            let mut a = QActs::quantize(x, cols, batch, fmt, &self.table.act);
+            a.stream = batch == 1 && w.qtype == QuantType::Q8_0 && w.data.len() >= STREAM_BYTES;
+            a
+        });
         let qtile = quantised.map(|(f, _)| f);
         let panel = self
             .table
