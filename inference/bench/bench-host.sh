@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench-host: our matmul kernels (every variant this CPU runs) next to llama.cpp's own
-# ggml_mul_mat on SmolLM2-135M shapes, plus llama.cpp's end-to-end SmolLM2 prefill/decode
-# tokens/s. Results: build/bench/matmul.tsv, build/bench/llama-e2e.tsv, build/bench/report.md.
+# ggml_mul_mat (plain, and with the weights in its repacking buffer type where this CPU has a
+# repacked layout: Q4_0, Q4_K) on SmolLM2-135M and Gemma 3 270M shapes, plus llama.cpp's
+# end-to-end SmolLM2 prefill/decode tokens/s. Results: build/bench/matmul.tsv, build/bench/llama-e2e.tsv, build/bench/report.md.
 #
 # env: LLAMA_VENV  llama-cpp-python venv (default build/llama-venv; built here on first use,
 #                  ~17 min, then cached)
@@ -36,7 +37,7 @@ SP=$("$LLAMA_VENV/bin/python" -c 'import llama_cpp, os; print(os.path.dirname(os
 
 # 2. llama.cpp's matmul timer, linked against that build's ggml.
 cc -O2 -o "$OUT/ggml_matmul" inference/bench/ggml_matmul.c -I"$SP/include" \
-    -L"$SP/llama_cpp/lib" -lggml-base -lggml-cpu -Wl,-rpath,"$SP/llama_cpp/lib"
+    -L"$SP/llama_cpp/lib" -lggml-base -lggml-cpu -lggml -Wl,-rpath,"$SP/llama_cpp/lib"
 
 # 3. The model for the end-to-end numbers (same place and checks as `make models`).
 if [ -z "${GGUF:-}" ]; then
@@ -70,9 +71,34 @@ for t in $THREADS; do
                 "$BENCH" --shapes "$shape" --quants $q \
                     --batch $b --threads $t --variants $variants --min-time "$MIN_TIME" | tee -a "$OUT/matmul.tsv"
                 "$OUT/ggml_matmul" $q "$rows" "$cols" $b $t "$MIN_TIME" | tee -a "$OUT/matmul.tsv"
+                if [ "$b" != 1 ] && [ "$q" = q4_0 ]; then
+                    "$OUT/ggml_matmul" $q "$rows" "$cols" $b $t "$MIN_TIME" repack | tee -a "$OUT/matmul.tsv"
+                fi
             done
         done
     done
+done
+# Gemma 3 270M Q4_K_M: q/k/gate/up (and half of v) are Q5_0 (640-wide rows cannot be K-quants),
+# o and down Q4_K or Q6_K, the other v Q8_0, the tied 262144x640 embedding/classifier Q8_0.
+# Best with interleaved rounds: inference/bench/rounds.sh (see docs/BENCHMARKS.md).
+GEMMA="q5_0:1024x640 q5_0:2048x640 q5_0:256x640 q8_0:256x640 q4_k:640x1024 q4_k:640x2048 q6_k:640x2048"
+for t in $THREADS; do
+    for b in 1 128; do
+        for c in $GEMMA; do
+            q=${c%%:*}; shape=${c#*:}; rows=${shape%x*}; cols=${shape#*x}
+            variants=all
+            [ "$b" = 1 ] || variants=avx2,avx512,avx512vnni,neon,neon-dotprod,neon-i8mm
+            "$BENCH" --shapes "$shape" --quants $q --batch $b --threads $t --variants $variants \
+                --min-time "$MIN_TIME" | tee -a "$OUT/matmul.tsv"
+            "$OUT/ggml_matmul" $q "$rows" "$cols" $b $t "$MIN_TIME" | tee -a "$OUT/matmul.tsv"
+            if [ "$b" != 1 ] && [ "$q" = q4_k ]; then
+                "$OUT/ggml_matmul" $q "$rows" "$cols" $b $t "$MIN_TIME" repack | tee -a "$OUT/matmul.tsv"
+            fi
+        done
+    done
+    "$BENCH" --shapes 262144x640 --quants q8_0 --batch 1 --threads $t --variants all \
+        --min-time "$MIN_TIME" | tee -a "$OUT/matmul.tsv"
+    "$OUT/ggml_matmul" q8_0 262144 640 1 $t "$MIN_TIME" | tee -a "$OUT/matmul.tsv"
 done
 
 # 5. End to end: llama.cpp, then our engine (`mk-models generate`, the engine's host runner)

@@ -18,7 +18,7 @@ def load(path):
         if len(f) != 10:
             continue
         impl, var, q, r, c, b, t, us, gf, gbs = f
-        name = "llama.cpp" if impl == "llama.cpp" else var
+        name = var if impl != "llama.cpp" else ("llama.cpp repacked" if var == "ggml-repack" else "llama.cpp")
         rows.append((name, q, f"{r}x{c}", int(b), int(t), float(us), float(gf), float(gbs)))
     return rows
 
@@ -27,9 +27,9 @@ def main():
     rows = load(sys.argv[1])
     names = []
     for r in rows:
-        if r[0] not in names and r[0] != "llama.cpp":
+        if r[0] not in names and not r[0].startswith("llama.cpp"):
             names.append(r[0])
-    names.append("llama.cpp")
+    names += ["llama.cpp", "llama.cpp repacked"]
     us = {(n, q, s, b, t): u for n, q, s, b, t, u, _, _ in rows}
     perf = {(n, q, s, b, t): (g, gb) for n, q, s, b, t, _, g, gb in rows}
     keys = sorted({(q, s, b, t) for _, q, s, b, t, _, _, _ in rows},
@@ -47,9 +47,10 @@ def main():
                 continue
             g, gb = perf[(n, q, s, b, t)]
             cells.append(f"{u:.1f} ({gb:.1f} GB/s)" if b == 1 else f"{u:.0f} ({g:.0f} GF/s)")
-            if n != "llama.cpp":
+            if not n.startswith("llama.cpp"):
                 best = u if best is None else min(best, u)
-        llama = us.get(("llama.cpp", q, s, b, t))
+        theirs = [us[k] for k in (("llama.cpp", q, s, b, t), ("llama.cpp repacked", q, s, b, t)) if k in us]
+        llama = min(theirs) if theirs else None
         ratio = f"{llama / best:.2f}x" if llama and best else "–"
         print(f"| {q} | {s} | {b} | {t} | " + " | ".join(cells) + f" | {ratio} |")
 

@@ -11,7 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 use crate::config::Config;
 use crate::format::*;
 use crate::kernels::MatRef;
-use crate::quant::{row_bytes, QuantType};
+use crate::quant::{check_row_len, row_bytes, QuantType};
 use crate::tokenizer::{Tokenizer, TokenizerError, TokenizerKind, Vocab};
 
 /// Why a model file was rejected.
@@ -232,6 +232,9 @@ impl<'f, 'a> Reader<'f, 'a> {
         };
         let qtype = self.meta_opt(&qkey).ok_or(bq("no qtype metadata"))?;
         let qtype = QuantType::from_name(qtype).ok_or(bq("unknown quant type"))?;
+        // K-quant rows are whole 256-value super-blocks (the kernels rely on it).
+        check_row_len(qtype, cols)
+            .map_err(|_| bq("row length is not a multiple of its type's block"))?;
         let shape = self.meta_opt(&skey).ok_or(bq("no shape metadata"))?;
         let logical = parse_usize_list(shape).ok_or(bq("unparseable shape metadata"))?;
         check_shape(&skey, &logical, &[rows, cols])?;

@@ -376,3 +376,15 @@ fn random_corruption_never_panics() {
         let _ = Model::load(&b);
     }
 }
+
+#[test]
+fn k_quant_matrix_with_partial_super_blocks_is_refused() {
+    // dim 16: a Q4_K row would be padded to one 256-value super-block; the kernels need whole
+    // ones, so the loader must refuse it (an error, not a panic in the first matmul).
+    let bytes = build(&config(), QuantType::Q4_K);
+    match Model::load(&bytes) {
+        Err(LoadError::BadQuant { why, .. }) => assert!(why.contains("multiple"), "{why}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a Q4_K matrix with 16-value rows loaded"),
+    }
+}
