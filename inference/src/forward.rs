@@ -53,75 +53,42 @@ impl core::fmt::Display for ForwardError {
     }
 }
 
-/// Sums of squares of every matmul input, per input column, over all tokens seen: the
-/// importance weights the converter's quantiser uses (llama.cpp calls this an imatrix).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ActivationStats {
-    pub tokens: usize,
-    /// Also keep every input row (for GPTQ-style quantisers that need X^T X).
-    pub keep_inputs: bool,
-    pub layers: Vec<LayerStats>,
-    /// Input of the classifier (final-normed hidden state).
-    pub classifier_in: Vec<f32>,
-    pub classifier_rows: Vec<f32>,
+/// Sees what goes into the matmuls as the forward pass runs. The converter's calibration
+/// (activation statistics for importance-weighted and GPTQ rounding) plugs in here; a plain
+/// `State` has `NoObserver`, whose empty calls compile to nothing.
+pub trait Observer {
+    /// `x` holds one input row per token of the current chunk, for the matrices at `site`.
+    fn matmul_input(&mut self, site: MatmulInput, x: &[f32]);
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct LayerStats {
-    /// Input of wq, wk, wv.
-    pub attn_in: Vec<f32>,
-    /// Input of wo.
-    pub wo_in: Vec<f32>,
-    /// Input of w1, w3.
-    pub ffn_in: Vec<f32>,
-    /// Input of w2.
-    pub w2_in: Vec<f32>,
-    /// The input rows themselves, when `keep_inputs` (same order as above).
-    pub attn_rows: Vec<f32>,
-    pub wo_rows: Vec<f32>,
-    pub ffn_rows: Vec<f32>,
-    pub w2_rows: Vec<f32>,
+/// Where a matmul input row goes (the matrices sharing one input are one site).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulInput {
+    /// wq, wk, wv of a layer: the attention-normed hidden state.
+    Attention(usize),
+    /// wo of a layer: the attention output.
+    AttentionOutput(usize),
+    /// w1, w3 of a layer: the FFN-normed hidden state.
+    Ffn(usize),
+    /// w2 of a layer: the gated FFN activation.
+    FfnOutput(usize),
+    /// The classifier: the final-normed hidden state.
+    Classifier,
 }
 
-impl ActivationStats {
-    pub fn new(c: &Config) -> Self {
-        let layer = LayerStats {
-            attn_in: vec![0.0; c.dim],
-            wo_in: vec![0.0; c.dim],
-            ffn_in: vec![0.0; c.dim],
-            w2_in: vec![0.0; c.hidden_dim],
-            attn_rows: Vec::new(),
-            wo_rows: Vec::new(),
-            ffn_rows: Vec::new(),
-            w2_rows: Vec::new(),
-        };
-        ActivationStats {
-            tokens: 0,
-            keep_inputs: false,
-            classifier_rows: Vec::new(),
-            layers: vec![layer; c.n_layers],
-            classifier_in: vec![0.0; c.dim],
-        }
-    }
-}
+/// The observer of a `State` that nobody observes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoObserver;
 
-/// Adds the squares of each row of `x` (rows of `acc.len()` values) into `acc`, and keeps the
-/// rows themselves in `keep` when given.
-fn accumulate_squares(acc: &mut [f32], keep: Option<&mut Vec<f32>>, x: &[f32], rows: usize) {
-    if let Some(k) = keep {
-        k.extend_from_slice(&x[..rows * acc.len()]);
-    }
-    for row in x.chunks_exact(acc.len()).take(rows) {
-        for (a, &v) in acc.iter_mut().zip(row) {
-            *a += v * v;
-        }
-    }
+impl Observer for NoObserver {
+    #[inline(always)]
+    fn matmul_input(&mut self, _: MatmulInput, _: &[f32]) {}
 }
 
 /// Activations and KV cache for one sequence.
-pub struct State {
-    /// When set, `forward` accumulates matmul input statistics here (calibration).
-    pub stats: Option<ActivationStats>,
+pub struct State<O = NoObserver> {
+    /// Sees every matmul input (calibration).
+    pub observer: O,
     /// Most tokens processed by one batched step (longer runs are chunked).
     batch: usize,
     /// KV cache length in positions.
@@ -148,11 +115,18 @@ impl State {
     /// Buffers for contexts of up to `max_seq` positions (capped at the model's `seq_len`)
     /// and prefill batches of up to `batch` tokens.
     pub fn new(c: &Config, max_seq: usize, batch: usize) -> State {
+        State::with_observer(c, max_seq, batch, NoObserver)
+    }
+}
+
+impl<O: Observer> State<O> {
+    /// As `State::new`, with `observer` shown every matmul input.
+    pub fn with_observer(c: &Config, max_seq: usize, batch: usize, observer: O) -> Self {
         let max_seq = max_seq.clamp(1, c.seq_len);
         let batch = batch.max(1);
         let kv = c.kv_dim();
         State {
-            stats: None,
+            observer,
             batch,
             max_seq,
             x: vec![0.0; batch * c.dim],
@@ -210,9 +184,9 @@ fn matmul(k: &Kernels, exec: &dyn Executor, w: &Matrix, x: &[f32], batch: usize,
 }
 
 /// Runs `tokens` at positions `pos..pos + tokens.len()` and returns the requested logits.
-pub fn forward<'s>(
+pub fn forward<'s, O: Observer>(
     model: &Model,
-    s: &'s mut State,
+    s: &'s mut State<O>,
     tokens: &[u32],
     pos: usize,
     which: Logits,
@@ -257,9 +231,9 @@ pub fn forward<'s>(
 }
 
 /// One batched step; leaves the final-normed hidden states in `s.x`.
-fn forward_chunk(
+fn forward_chunk<O: Observer>(
     model: &Model,
-    s: &mut State,
+    s: &mut State<O>,
     tokens: &[u32],
     pos: usize,
     kernels: &Kernels,
@@ -294,11 +268,8 @@ fn forward_chunk(
             let r = b * dim..(b + 1) * dim;
             maths.rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.attention_norm, eps);
         }
-        if let Some(st) = s.stats.as_mut() {
-            let ls = &mut st.layers[l];
-            let keep = st.keep_inputs.then_some(&mut ls.attn_rows);
-            accumulate_squares(&mut ls.attn_in, keep, &s.xb, n);
-        }
+        s.observer
+            .matmul_input(MatmulInput::Attention(l), &s.xb[..n * dim]);
         matmul(kernels, exec, &lw.wq, &s.xb, n, &mut s.q);
         matmul(kernels, exec, &lw.wk, &s.xb, n, &mut s.k);
         matmul(kernels, exec, &lw.wv, &s.xb, n, &mut s.v);
@@ -329,11 +300,8 @@ fn forward_chunk(
                 maths.attention(q, keys, values, kv_dim, kv_off, &mut s.att[..=p], out);
             }
         }
-        if let Some(st) = s.stats.as_mut() {
-            let ls = &mut st.layers[l];
-            let keep = st.keep_inputs.then_some(&mut ls.wo_rows);
-            accumulate_squares(&mut ls.wo_in, keep, &s.xb, n);
-        }
+        s.observer
+            .matmul_input(MatmulInput::AttentionOutput(l), &s.xb[..n * dim]);
         matmul(kernels, exec, &lw.wo, &s.xb, n, &mut s.xb2);
         for i in 0..n * dim {
             s.x[i] += s.xb2[i];
@@ -344,19 +312,13 @@ fn forward_chunk(
             let r = b * dim..(b + 1) * dim;
             maths.rmsnorm(&mut s.xb[r.clone()], &s.x[r], &lw.ffn_norm, eps);
         }
-        if let Some(st) = s.stats.as_mut() {
-            let ls = &mut st.layers[l];
-            let keep = st.keep_inputs.then_some(&mut ls.ffn_rows);
-            accumulate_squares(&mut ls.ffn_in, keep, &s.xb, n);
-        }
+        s.observer
+            .matmul_input(MatmulInput::Ffn(l), &s.xb[..n * dim]);
         matmul(kernels, exec, &lw.w1, &s.xb, n, &mut s.hb);
         matmul(kernels, exec, &lw.w3, &s.xb, n, &mut s.hb2);
         maths.swiglu(&mut s.hb[..n * hidden], &s.hb2[..n * hidden]);
-        if let Some(st) = s.stats.as_mut() {
-            let ls = &mut st.layers[l];
-            let keep = st.keep_inputs.then_some(&mut ls.w2_rows);
-            accumulate_squares(&mut ls.w2_in, keep, &s.hb, n);
-        }
+        s.observer
+            .matmul_input(MatmulInput::FfnOutput(l), &s.hb[..n * hidden]);
         matmul(kernels, exec, &lw.w2, &s.hb, n, &mut s.xb);
         for i in 0..n * dim {
             s.x[i] += s.xb[i];
@@ -368,9 +330,6 @@ fn forward_chunk(
         s.xb[r.clone()].copy_from_slice(&s.x[r.clone()]);
         maths.rmsnorm(&mut s.x[r.clone()], &s.xb[r], &w.norm, eps);
     }
-    if let Some(st) = s.stats.as_mut() {
-        let keep = st.keep_inputs.then_some(&mut st.classifier_rows);
-        accumulate_squares(&mut st.classifier_in, keep, &s.x, n);
-        st.tokens += n;
-    }
+    s.observer
+        .matmul_input(MatmulInput::Classifier, &s.x[..n * dim]);
 }

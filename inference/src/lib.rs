@@ -22,7 +22,7 @@ pub mod sampler;
 pub mod tokenizer;
 
 pub use config::Config;
-pub use forward::{forward, ActivationStats, ForwardError, Logits, State};
+pub use forward::{forward, ForwardError, Logits, MatmulInput, NoObserver, Observer, State};
 pub use generate::{Engine, GenerateError, GenerateParams, Generation, StopReason, Timings};
 pub use model::{LoadError, Model};
 pub use sampler::{Sampler, SamplerConfig};

@@ -15,9 +15,10 @@ use inference::exec::Inline;
 use inference::kernels::{CpuFeatures, Kernels};
 use inference::quant::QuantType;
 use inference::sampler::argmax;
-use inference::{ActivationStats, Engine, GenerateParams, Model, State};
+use inference::{Engine, GenerateParams, Model, State};
+use mk_models::calibration::{calibrate, ActivationStats};
 use mk_models::eval::{all_logits, teacher_forced, Agreement};
-use mk_models::requantize::{calibrate, requantize_mixed, self_generated_sequences};
+use mk_models::requantize::{requantize_mixed, self_generated_sequences};
 use mk_models::{gguf, llama2c, Quant};
 
 /// llama.cpp's `use_more_bits`: first and last eighth of the layers, and every third between.

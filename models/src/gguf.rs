@@ -12,7 +12,8 @@ use inference::{Config, Model};
 use inference::exec::Inline;
 use inference::kernels::Kernels;
 
-use crate::requantize::{calibrate, requantize};
+use crate::calibration::calibrate;
+use crate::requantize::requantize;
 use crate::{ConvertError, Quant};
 
 /// ggml tensor type codes.

@@ -1,6 +1,7 @@
 //! mk-models: converters from llama2.c / GGUF / Hugging Face safetensors to the microkernelia
 //! model file (docs/MODEL_FORMAT.md), plus helpers for the `mk-models` CLI and tests.
 
+pub mod calibration;
 pub mod eval;
 pub mod gguf;
 pub mod gptq;

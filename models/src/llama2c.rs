@@ -10,7 +10,8 @@ use inference::kernels::{CpuFeatures, Kernels};
 use inference::quant::QuantType;
 use inference::Model;
 
-use crate::requantize::{calibrate, requantize, self_generated_sequences};
+use crate::calibration::calibrate;
+use crate::requantize::{requantize, self_generated_sequences};
 use crate::{ConvertError, Quant};
 
 fn read_i32(b: &[u8], at: usize) -> Result<i32, ConvertError> {

@@ -8,46 +8,12 @@ use inference::format::{self, ModelWriter};
 use inference::kernels::Kernels;
 use inference::model::Matrix;
 use inference::quant::{dequantize_row, QuantType};
-use inference::{ActivationStats, Engine, GenerateParams, Model, SamplerConfig, State};
+use inference::{Engine, GenerateParams, Model, SamplerConfig, State};
 
+use crate::calibration::{ActivationStats, LayerStats};
 use crate::gptq::gptq_quantize;
 use crate::quantize::quantize_matrix;
 use crate::{ConvertError, Quant};
-
-/// Runs `model` over `sequences` (token ids, each from position 0) collecting the mean
-/// square of every matmul input column.
-/// With `keep_inputs`, the input rows are kept too, and `requantize` then rounds 4-bit
-/// matrices with GPTQ error feedback.
-pub fn calibrate(
-    model: &Model,
-    sequences: &[Vec<u32>],
-    keep_inputs: bool,
-    kernels: &Kernels,
-    exec: &dyn Executor,
-) -> ActivationStats {
-    let longest = sequences.iter().map(Vec::len).max().unwrap_or(1);
-    let mut stats = ActivationStats::new(&model.config);
-    stats.keep_inputs = keep_inputs;
-    for seq in sequences.iter().filter(|s| !s.is_empty()) {
-        let mut state = State::new(&model.config, longest, 64);
-        state.stats = Some(stats);
-        // Tokens beyond the vocabulary cannot be in a generated sequence; ignore errors.
-        let _ = inference::forward(
-            model,
-            &mut state,
-            seq,
-            0,
-            inference::Logits::Last,
-            kernels,
-            exec,
-        );
-        stats = state
-            .stats
-            .take()
-            .unwrap_or_else(|| ActivationStats::new(&model.config));
-    }
-    stats
-}
 
 /// Calibration text the model writes itself: `count` samples at temperature 1 from BOS (or
 /// from `prompt` for models without BOS), `len` tokens each, seeds 1..=count.
@@ -196,13 +162,12 @@ pub fn requantize_mixed(
     w.add_vector(format::T_NORM, &wts.norm)?;
     for (l, lw) in wts.layers.iter().enumerate() {
         let ls = stats.map(|s| &s.layers[l]);
-        let imp = |f: fn(&inference::forward::LayerStats) -> &Vec<f32>| ls.map(|s| mean(f(s), n));
+        let imp = |f: fn(&LayerStats) -> &Vec<f32>| ls.map(|s| mean(f(s), n));
         let attn = imp(|s| &s.attn_in);
         let wo = imp(|s| &s.wo_in);
         let ffn = imp(|s| &s.ffn_in);
         let w2 = imp(|s| &s.w2_in);
-        let rows =
-            |f: fn(&inference::forward::LayerStats) -> &Vec<f32>| ls.map(|s| f(s).as_slice());
+        let rows = |f: fn(&LayerStats) -> &Vec<f32>| ls.map(|s| f(s).as_slice());
         let (attn_x, wo_x) = (rows(|s| &s.attn_rows), rows(|s| &s.wo_rows));
         let (ffn_x, w2_x) = (rows(|s| &s.ffn_rows), rows(|s| &s.w2_rows));
         let name = |s: &str| format::layer_tensor(l, s);

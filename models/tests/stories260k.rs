@@ -5,7 +5,9 @@
 use inference::exec::Inline;
 use inference::kernels::{CpuFeatures, Kernels};
 use inference::quant::QuantType;
-use inference::{forward, Engine, GenerateParams, Logits, Model, State, StopReason};
+use inference::{
+    forward, Engine, GenerateParams, Logits, MatmulInput, Model, Observer, State, StopReason,
+};
 use mk_models::eval::{all_logits, teacher_forced};
 use mk_models::requantize::requantize;
 use mk_models::{llama2c, Quant};
@@ -152,6 +154,70 @@ fn batched_prefill_equals_token_by_token_decode() {
     let mut state = State::new(&model.config, seq.len(), 7);
     let l = forward(&model, &mut state, &seq, 0, Logits::Last, &k, &Inline).unwrap();
     assert_eq!(l, &batched[(seq.len() - 1) * vocab..]);
+}
+
+/// Records every matmul input the forward pass shows its observer.
+#[derive(Default)]
+struct Recorder(Vec<(MatmulInput, Vec<f32>)>);
+
+impl Observer for Recorder {
+    fn matmul_input(&mut self, site: MatmulInput, x: &[f32]) {
+        self.0.push((site, x.to_vec()));
+    }
+}
+
+#[test]
+fn observer_sees_every_matmul_input_and_changes_nothing() {
+    let bytes = convert(Quant::F32);
+    let model = Model::load(&bytes).unwrap();
+    let c = &model.config;
+    let k = kernels();
+    let seq: Vec<u32> = (0..20).map(|i| 1 + (i * 37) % 500).collect();
+    let mut plain = State::new(c, seq.len(), 7);
+    let expected = forward(&model, &mut plain, &seq, 0, Logits::All, &k, &Inline)
+        .unwrap()
+        .to_vec();
+    let mut observed = State::with_observer(c, seq.len(), 7, Recorder::default());
+    let got = forward(&model, &mut observed, &seq, 0, Logits::All, &k, &Inline).unwrap();
+    assert_eq!(got, expected);
+    // Chunks of 7, 7 and 6 tokens; per chunk every layer's four sites, then the classifier.
+    let mut want = Vec::new();
+    for rows in [7, 7, 6] {
+        for l in 0..c.n_layers {
+            want.push((MatmulInput::Attention(l), rows * c.dim));
+            want.push((MatmulInput::AttentionOutput(l), rows * c.dim));
+            want.push((MatmulInput::Ffn(l), rows * c.dim));
+            want.push((MatmulInput::FfnOutput(l), rows * c.hidden_dim));
+        }
+        want.push((MatmulInput::Classifier, rows * c.dim));
+    }
+    let seen: Vec<_> = observed
+        .observer
+        .0
+        .iter()
+        .map(|(s, x)| (*s, x.len()))
+        .collect();
+    assert_eq!(seen, want);
+    // The classifier sees the final-normed states whose product is the logits.
+    let cls: Vec<f32> = observed
+        .observer
+        .0
+        .iter()
+        .filter(|(s, _)| *s == MatmulInput::Classifier)
+        .flat_map(|(_, x)| x.iter().copied())
+        .collect();
+    let logits = mk_models::eval::all_logits(&model, &seq, &k, &Inline);
+    let w = &model.weights.tok_embeddings;
+    let mut row = vec![0.0; c.dim];
+    inference::quant::dequantize_row(w.qtype, w.row(5), &mut row);
+    for (t, x) in cls.chunks_exact(c.dim).enumerate() {
+        let dot: f32 = x.iter().zip(&row).map(|(a, b)| a * b).sum();
+        let l = logits[t * c.vocab_size + 5];
+        assert!(
+            (dot - l).abs() <= 1e-4 * l.abs().max(1.0),
+            "token {t}: {dot} vs {l}"
+        );
+    }
 }
 
 #[test]
