@@ -168,37 +168,24 @@ pub fn register(registry: &mut ToolRegistry, sleep: Sleep) -> Result<(), String>
 mod tests {
     use super::*;
     use alloc::vec::Vec;
-    use mcp::{FrameDecoder, FrameEvent, MemoryConnection, Server, ServerConfig};
+    use mcp::{Recorder, Server, ServerConfig, Session};
 
     fn no_sleep(_: u64) {}
 
-    /// Sends each message through the real server; returns everything it wrote.
+    /// Sends each message through the real server; returns everything it sent back
+    /// (notifications, then the response).
     fn run(messages: &[Value]) -> Vec<Value> {
         let mut tools = ToolRegistry::new();
         register(&mut tools, no_sleep).unwrap();
         let mut server = Server::new(ServerConfig::default(), tools);
-        let mut session = server.new_session();
-        let mut conn = MemoryConnection::new();
+        let mut session = Session::new();
+        let mut peer = Recorder::new();
         let mut out = Vec::new();
         for m in messages {
             let payload = mcp::serde_json::to_vec(m).unwrap();
-            let mut events = Vec::new();
-            FrameDecoder::new(1 << 20).feed(&conn.outgoing, &mut events);
-            conn.outgoing.clear();
-            out.extend(events.into_iter().map(|e| match e {
-                FrameEvent::Frame(p) => mcp::serde_json::from_slice(&p).unwrap(),
-                other => panic!("{other:?}"),
-            }));
-            if let Some(reply) = server.handle_payload(&mut session, &payload, &mut conn) {
-                let mut events = Vec::new();
-                FrameDecoder::new(1 << 20).feed(&conn.outgoing, &mut events);
-                conn.outgoing.clear();
-                out.extend(events.into_iter().map(|e| match e {
-                    FrameEvent::Frame(p) => mcp::serde_json::from_slice(&p).unwrap(),
-                    other => panic!("{other:?}"),
-                }));
-                out.push(reply);
-            }
+            server.handle(&mut session, &payload, &mut peer);
+            out.extend(peer.take_notifications());
+            out.extend(peer.take_response());
         }
         out
     }
