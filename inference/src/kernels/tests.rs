@@ -583,3 +583,38 @@ fn weights_at_odd_addresses() {
         }
     }
 }
+
+#[test]
+fn streamed_decode_matches_tiled_decode() {
+    // The driver asks for row-by-row streaming only for Q8_0 matrices of 4 MiB or more; call
+    // the tiles directly with and without the hint so both paths run on a small matrix.
+    let mut rng = Rng::new(8);
+    let cols = 288;
+    for k in core::iter::once(Kernels::select(&CpuFeatures::default())).chain(runnable_variants()) {
+        for qt in [QuantType::Q8_0, QuantType::Q4_0, QuantType::Q5_0] {
+            let (tile, fmt) = k.table.quantised(qt).unwrap();
+            for nr in 1..=TILE {
+                let data = random_blocks(qt, &mut rng, nr, cols, 0.1);
+                let x = random_vec(&mut rng, cols, 1.0);
+                let mut acts = QActs::quantize(&x, cols, 1, fmt, &k.table.act);
+                let mut plain: Tile = [[0.0; TILE]; TILE];
+                let mut streamed: Tile = [[0.0; TILE]; TILE];
+                // SAFETY: the variant is runnable on this CPU; shapes match.
+                unsafe { tile(&data, nr, &acts, 0, 1, &mut plain) };
+                acts.stream = true;
+                unsafe { tile(&data, nr, &acts, 0, 1, &mut streamed) };
+                let (_, mag) = reference(MatRef::new(qt, nr, cols, &data).unwrap(), &x, 1);
+                for r in 0..nr {
+                    let tol = 2e-6 * mag[r] + f32::MIN_POSITIVE as f64;
+                    assert!(
+                        ((plain[0][r] - streamed[0][r]) as f64).abs() <= tol,
+                        "{} {qt:?} nr {nr} row {r}: {} vs {}",
+                        k.variant().name(),
+                        plain[0][r],
+                        streamed[0][r]
+                    );
+                }
+            }
+        }
+    }
+}
