@@ -1,5 +1,5 @@
 //! Device bring-up: find the virtio devices (PCI ECAM and virtio-mmio) and
-//! start the virtio-fs client and the vsock driver on them.
+//! start the virtio-fs client, the vsock driver and the network card on them.
 //!
 //! - x86 q35: ECAM from ACPI MCFG (RSDP from PVH); BARs as qboot assigned
 //!   them (unassigned ones get space from the q35 PCI hole).
@@ -12,18 +12,20 @@ use alloc::vec::Vec;
 use arch::BootInfo;
 use drivers::hal::{set_dma_ops, DmaOps, IdentityHal};
 use drivers::mmio_discovery::MmioSlot;
+use drivers::net::NetDevice;
 use drivers::pci::{self, BarAllocator, BarKind, Bdf, Ecam, PciWindow};
 use drivers::virtio::{
     mmio::{MmioProbeError, MmioTransport},
     pci::{virtio_id_of, PciTransport},
     regs::Regs,
-    AnyTransport, Kicker, VirtioTransport, DEVICE_ID_FS, DEVICE_ID_VSOCK,
+    AnyTransport, Kicker, VirtioTransport, DEVICE_ID_FS, DEVICE_ID_NET, DEVICE_ID_VSOCK,
 };
 use drivers::virtiofs::{self, FsClient, VirtioFsChannel};
 use drivers::vsock::SocketDriver;
 
 pub type Fs = FsClient<VirtioFsChannel<IdentityHal, AnyTransport>>;
 pub type Vsock = SocketDriver<IdentityHal, AnyTransport>;
+pub type Net = NetDevice<IdentityHal, AnyTransport>;
 
 /// Request deadline: virtiofsd answers in microseconds; seconds mean it is gone.
 pub const TIMEOUT_NS: u64 = 10_000_000_000;
@@ -211,7 +213,7 @@ fn scan_pci(bridge: &HostBridge, found: &mut Vec<AnyTransport>) {
         let Some(id) = virtio_id_of(f.vendor, f.device) else {
             continue;
         };
-        if id != DEVICE_ID_FS && id != DEVICE_ID_VSOCK {
+        if ![DEVICE_ID_FS, DEVICE_ID_VSOCK, DEVICE_ID_NET].contains(&id) {
             continue;
         }
         let bars = if bridge.windows.is_empty() {
@@ -282,6 +284,8 @@ pub struct Devices {
     pub vsock: Option<Vsock>,
     /// Doorbells of the vsock device: give them to `VsockServer::with_kicker`.
     pub vsock_kicker: Option<Kicker>,
+    /// The first network card (absent: MCP is served on vsock only).
+    pub net: Option<Net>,
 }
 
 pub fn init(info: &BootInfo) -> Devices {
@@ -289,6 +293,7 @@ pub fn init(info: &BootInfo) -> Devices {
         fs: None,
         vsock: None,
         vsock_kicker: None,
+        net: None,
     };
     for mut t in discover(info) {
         match t.device_id() {
@@ -321,6 +326,25 @@ pub fn init(info: &BootInfo) -> Devices {
                         devices.vsock_kicker = Some(kicker);
                     }
                     Err(e) => log::error!("vsock: {e}"),
+                }
+            }
+            DEVICE_ID_NET if devices.net.is_none() => {
+                let kicker = t.kicker();
+                match Net::new(t) {
+                    Ok(n) => {
+                        let m = n.mac();
+                        log::info!(
+                            "virtio-net: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                            m[0],
+                            m[1],
+                            m[2],
+                            m[3],
+                            m[4],
+                            m[5]
+                        );
+                        devices.net = Some(n.with_kicker(kicker, arch::time::now_ns));
+                    }
+                    Err(e) => log::error!("virtio-net: {e}"),
                 }
             }
             id => log::info!("devices: ignoring virtio device id {id}"),

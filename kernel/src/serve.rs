@@ -1,5 +1,7 @@
 //! Serving the model: at boot, mount the virtio-fs share, load `model=<path>` from it, register
-//! the MCP tools (mk-service) and serve MCP on vsock port `port=` (default 5000) forever.
+//! the MCP tools (mk-service) and serve MCP forever on vsock port `port=` (default 5000) and,
+//! when there is a network card, over Streamable HTTP on `http_port=` (default 8080; see
+//! http.rs for its options). One `ServerLoop` serves both.
 //!
 //! Command line: `model=<path in the share>` (optional: `load_model` can load one later),
 //! `port=<vsock port>`, `context=<KV cache positions>` (default 1024, capped at the model's),
@@ -17,10 +19,13 @@ use mk_service::{ModelLimits, Service};
 
 use crate::devices;
 
+mod http;
 mod platform;
 mod vsock_conn;
 
-use vsock_conn::{VsockAcceptor, VsockConnection};
+use http::{Acceptors, AnyConnection};
+use mk_net::mcp_http::SessionAcceptor;
+use vsock_conn::VsockAcceptor;
 
 pub const DEFAULT_PORT: u32 = 5000;
 
@@ -64,9 +69,12 @@ pub fn run(info: &BootInfo) -> String {
             "no virtio-fs device: the model share is attached with vhost-user-fs (make run-*)",
         );
     };
-    let Some(vsock) = devices.vsock else {
-        return String::from("no vsock device: MCP is served over vhost-user-vsock (make run-*)");
-    };
+    if devices.vsock.is_none() && devices.net.is_none() {
+        return String::from(
+            "no vsock device and no network card: MCP is served over vhost-user-vsock or \
+             virtio-net (make run-*)",
+        );
+    }
 
     let service = Service::new(platform::platform(fs), limits);
     log::info!("matmul kernels: {}", service.kernel_variant());
@@ -85,22 +93,44 @@ pub fn run(info: &BootInfo) -> String {
     if let Err(e) = service.register(&mut tools) {
         return e;
     }
+    // The official conformance suite's test tools (docs/MCP.md, "Conformance").
+    if info.cmdline().get("conformance").is_some() {
+        if let Err(e) = mk_net::conformance_tools::register(&mut tools, http::sleep_ms) {
+            return e;
+        }
+    }
     let config = ServerConfig {
         name: String::from("microkernelia"),
         version: String::from(env!("CARGO_PKG_VERSION")),
         ..ServerConfig::default()
     };
-    let mut server_loop: ServerLoop<VsockConnection> = ServerLoop::new(Server::new(config, tools));
-    let mut server = VsockServer::new(vsock, port, devices::vsock_clock());
-    if let Some(k) = kicker {
-        // Re-rings the doorbells while idle (notifications virtio-drivers may skip).
-        server = server.with_kicker(k);
-    }
-    let vsock = Rc::new(RefCell::new(server));
-    let cid = vsock.borrow().guest_cid();
-    let mut acceptor = VsockAcceptor(vsock);
+    let max_frame = config.max_frame;
+    let mut server_loop: ServerLoop<AnyConnection> = ServerLoop::new(Server::new(config, tools));
+    let mut listening = String::new();
+    let vsock = devices.vsock.map(|vsock| {
+        let mut server = VsockServer::new(vsock, port, devices::vsock_clock());
+        if let Some(k) = kicker {
+            // Re-rings the doorbells while idle (notifications virtio-drivers may skip).
+            server = server.with_kicker(k);
+        }
+        listening = alloc::format!("vsock cid {} port {port}", server.guest_cid());
+        VsockAcceptor(Rc::new(RefCell::new(server)))
+    });
+    let http = match devices.net.map(|n| http::start(info, n, max_frame)) {
+        None => None,
+        Some(Err(e)) => return e,
+        Some(Ok(t)) => {
+            let port = t.borrow().http().stack().tcp_config().port;
+            if !listening.is_empty() {
+                listening.push_str(", ");
+            }
+            listening.push_str(&alloc::format!("http port {port}"));
+            Some(SessionAcceptor(t))
+        }
+    };
+    let mut acceptor = Acceptors { vsock, http };
     log::info!(
-        "mcp ready: vsock cid {cid} port {port}, model {model}, kernels {}: {} us since first instruction",
+        "mcp ready: {listening}, model {model}, kernels {}: {} us since first instruction",
         service.kernel_variant(),
         arch::time::since_boot_ns() / 1000
     );
