@@ -196,7 +196,7 @@ MODEL ?= smollm2-135m-instruct.q8_0.safetensors
 HTTP_PORT ?= 8080
 SERVE_ARGS = --share $(SHARE) --model $(MODEL) --http-port $(HTTP_PORT)
 
-.PHONY: share share-model mcp-cli test-e2e bench
+.PHONY: share share-model mcp-cli test-e2e test-http bench
 share: $(patsubst models/%,$(SHARE)/%,$(STORIES_MODELS)) \
 	$(patsubst build/models/%,$(SHARE)/%,$(SMOLLM2_MODELS))
 share-model: $(SHARE)/$(MODEL)
@@ -213,6 +213,14 @@ mcp-cli:
 test-e2e: setup build-x86 $(if $(wildcard arch/src/aarch64),build-arm,) models/stories260k.safetensors mcp-cli mcp-setup
 	timeout $(BOOT_TEST_TIMEOUT) $(CARGO) test --release -p ci --features vm --test e2e -- --test-threads=1 --nocapture
 test: test-e2e
+
+# MCP over Streamable HTTP on virtio-net (ci/tests/http.rs) on q35 and virt with stories260K:
+# the official conformance suite (baseline tools/mcp-cli/conformance/expected-failures.yml),
+# the MCP Python SDK client, mcp-cli --url, malformed HTTP, a bearer token, and a load of
+# 32 health + 4 infer sessions (q35). MK_HTTP_MACHINES="q35 virt" picks the machines.
+test-http: setup build-x86 $(if $(wildcard arch/src/aarch64),build-arm,) models/stories260k.safetensors mcp-cli mcp-setup
+	timeout $(BOOT_TEST_TIMEOUT) $(CARGO) test --release -p ci --features vm --test http -- --test-threads=1 --nocapture
+test: test-http
 
 # TTFT, prefill and decode tok/s through MCP infer: every model in each guest and natively
 # on this host in the same run (ci/bench-mcp.sh; table in build/bench.md). Not in `test`.

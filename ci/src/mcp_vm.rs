@@ -97,6 +97,7 @@ impl McpVmSpec {
         self.http = Some(UserNet {
             host_port,
             guest_port: DEFAULT_HTTP_PORT,
+            mmio: bus_for(self.machine) == DeviceBus::Mmio,
         });
         Ok(self)
     }

@@ -84,17 +84,18 @@ pub struct UserNet {
     pub host_port: u16,
     /// Guest side (the kernel's `http_port=`).
     pub guest_port: u16,
+    /// A virtio-mmio card instead of PCI (always on microvm, which has no PCI).
+    pub mmio: bool,
 }
 
 impl UserNet {
     pub fn qemu_args(&self, machine: Machine) -> Vec<String> {
         // Modern-only PCI ids (the drivers drive no legacy devices) and no option ROM
         // (nothing runs it; QEMU would still look for the file).
-        let device = match machine {
-            Machine::Microvm => "virtio-net-device,netdev=net0".to_string(),
-            Machine::Q35 | Machine::Virt => {
-                "virtio-net-pci,netdev=net0,disable-legacy=on,romfile=".to_string()
-            }
+        let device = if self.mmio || machine == Machine::Microvm {
+            "virtio-net-device,netdev=net0".to_string()
+        } else {
+            "virtio-net-pci,netdev=net0,disable-legacy=on,romfile=".to_string()
         };
         vec![
             "-netdev".into(),
@@ -319,9 +320,10 @@ mod tests {
     #[test]
     fn user_networking_forwards_from_loopback_to_a_modern_card() {
         let mut c = VmConfig::new(Machine::Q35, "/k");
-        let net = UserNet {
+        let mut net = UserNet {
             host_port: 18080,
             guest_port: 8080,
+            mmio: false,
         };
         c.net = Some(net.clone());
         let a = c.qemu_args("stdio");
@@ -334,6 +336,14 @@ mod tests {
             &a,
             "-device",
             "virtio-net-pci,netdev=net0,disable-legacy=on,romfile="
+        ));
+        net.mmio = true;
+        c.machine = Machine::Virt;
+        c.net = Some(net.clone());
+        assert!(has_pair(
+            &c.qemu_args("stdio"),
+            "-device",
+            "virtio-net-device,netdev=net0"
         ));
         c.machine = Machine::Microvm;
         assert!(has_pair(
