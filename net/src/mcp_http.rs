@@ -73,6 +73,18 @@ pub struct HttpConfig {
     pub max_queued_bytes: usize,
     /// Open exchanges (requests waiting for their answer) per session.
     pub max_exchanges: usize,
+    /// Put in front of every session id as `<prefix>.<32 hex digits>`, so a load balancer
+    /// can send a session's requests to the VM that created it by the id alone
+    /// (docs/DEPLOY.md). Letters, digits, `-` and `_` only ([`valid_node_name`]).
+    pub session_prefix: Option<String>,
+}
+
+/// Whether `name` can prefix session ids: 1 to 32 of `A-Z a-z 0-9 - _`.
+pub fn valid_node_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Default for HttpConfig {
@@ -87,6 +99,7 @@ impl Default for HttpConfig {
             session_idle_ns: 30 * 60 * http::SECOND_NS,
             max_queued_bytes: 2 * 1024 * 1024,
             max_exchanges: 16,
+            session_prefix: None,
         }
     }
 }
@@ -465,8 +478,12 @@ impl<N: Nic> McpHttp<N> {
         Some(key)
     }
 
-    fn new_session_id(random: fn() -> u64) -> String {
-        let mut s = String::with_capacity(32);
+    fn new_session_id(random: fn() -> u64, prefix: Option<&str>) -> String {
+        let mut s = String::with_capacity(66);
+        if let Some(p) = prefix {
+            s.push_str(p);
+            s.push('.');
+        }
         for _ in 0..2 {
             let v = random();
             for i in (0..16).rev() {
@@ -537,6 +554,7 @@ impl<N: Nic> McpHttp<N> {
             return;
         };
         let random = self.random;
+        let prefix = self.config.session_prefix.clone();
         let Some(s) = self.session_mut(key) else {
             return;
         };
@@ -562,7 +580,7 @@ impl<N: Nic> McpHttp<N> {
             }
             if x.initialize && s.id.is_none() {
                 if value.get("result").is_some() {
-                    s.id = Some(Self::new_session_id(random));
+                    s.id = Some(Self::new_session_id(random, prefix.as_deref()));
                 } else {
                     // A failed initialize leaves no session behind.
                     s.ended = true;

@@ -1,7 +1,7 @@
 //! MCP over HTTP: the virtio-net card as an [`mk_net::stack::Nic`], the stack's address from
 //! the command line (`ip=`, `gw=`; DHCP without them), the Streamable HTTP transport on
 //! `http_port=` (default 8080) with `token=`, `http_hosts=`, `http_origins=`,
-//! `http_sessions=`, the entropy the stack and the session ids use, and the connection type
+//! `http_sessions=`, `http_node=` (session id prefix for load balancers), the entropy the stack and the session ids use, and the connection type
 //! that lets one `ServerLoop` serve vsock streams and HTTP sessions alike.
 
 use alloc::string::String;
@@ -10,7 +10,9 @@ use alloc::vec::Vec;
 use mcp::{Acceptor, Connection, ConnectionClosed, ReadStatus};
 use mk_net::http::Limits;
 use mk_net::http_server::{Clock, HttpServer};
-use mk_net::mcp_http::{HttpConfig, McpHttp, SessionAcceptor, SessionConnection, SharedTransport};
+use mk_net::mcp_http::{
+    valid_node_name, HttpConfig, McpHttp, SessionAcceptor, SessionConnection, SharedTransport,
+};
 use mk_net::stack::{Ipv4Setup, NetStack, Nic, TcpConfig};
 
 use super::vsock_conn::{VsockAcceptor, VsockConnection};
@@ -96,6 +98,15 @@ pub fn start(info: &arch::BootInfo, net: Net, max_body: usize) -> Result<Transpo
                 .ok()
                 .filter(|&n| n > 0)
                 .ok_or_else(|| alloc::format!("bad http_sessions={v:?}: expected a count"))?,
+        },
+        session_prefix: match c.get("http_node") {
+            None => None,
+            Some(n) if valid_node_name(n) => Some(String::from(n)),
+            Some(n) => {
+                return Err(alloc::format!(
+                    "bad http_node={n:?}: 1 to 32 letters, digits, - or _"
+                ))
+            }
         },
         ..defaults
     };

@@ -602,6 +602,29 @@ fn failed_initialize_leaves_no_session() {
 }
 
 #[test]
+fn session_ids_carry_the_node_prefix_for_load_balancers() {
+    let mut w = world(HttpConfig {
+        session_prefix: Some("vm-2".into()),
+        ..HttpConfig::default()
+    });
+    let c = w.connect();
+    let id = w.initialize(c);
+    let (node, rest) = id.split_once('.').unwrap();
+    assert_eq!(node, "vm-2");
+    assert_eq!(rest.len(), 32);
+    let r = w.post(
+        c,
+        Some(&id),
+        "",
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}),
+    );
+    assert_eq!(r.status, 200);
+    assert!(valid_node_name("vm-2") && valid_node_name("A_b-9"));
+    assert!(!valid_node_name("") && !valid_node_name("a.b") && !valid_node_name("a b"));
+    assert!(!valid_node_name(&"x".repeat(33)));
+}
+
+#[test]
 fn sessions_and_queues_are_capped() {
     let mut w = world(HttpConfig {
         max_sessions: 2,

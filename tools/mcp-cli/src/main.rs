@@ -49,6 +49,8 @@ commands:
   logs [--follow] [--level L] [--cursor C] [--interval-ms MS]
   bench [-n RUNS] [--prompt P] [--max-tokens N] [--json]
                                          N infer calls; tokens/s median and spread
+  latency [-n N] [--json]                ping and health round trips on one session:
+                                         median and p99
   load [--clients N] [--infer-clients N] [--requests N] [--infer-requests N]
        [--max-tokens N] [--seconds S] [--json]
                                          N concurrent sessions calling health, M calling a
@@ -426,6 +428,9 @@ fn run() -> Result<bool, String> {
             },
         )
         .map(|_| true),
+        "latency" => {
+            commands::latency(&mut client, args.number("-n")?.unwrap_or(100), as_json).map(|_| true)
+        }
         other => Err(format!("unknown command `{other}` (see --help)")),
     };
     client.close();
