@@ -325,6 +325,47 @@ fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
+/// `latency`: round trips of `ping` and of `health` on one session, one after the other.
+pub fn latency(client: &mut Client, n: usize, as_json: bool) -> Result<(), String> {
+    let mut results = Vec::new();
+    for (name, method, params) in [
+        ("ping", "ping", json!({})),
+        (
+            "health",
+            "tools/call",
+            json!({ "name": "health", "arguments": {} }),
+        ),
+    ] {
+        let mut ms = Vec::with_capacity(n);
+        for _ in 0..n.max(1) {
+            let t0 = std::time::Instant::now();
+            client.request(method, params.clone(), |_| {})?;
+            ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        let median = summarize(&ms).map_or(0.0, |s| s.median);
+        ms.sort_by(f64::total_cmp);
+        let p99 = ms[((ms.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];
+        results.push((name, median, p99, ms.len()));
+    }
+    if as_json {
+        let v: Map<String, Value> = results
+            .iter()
+            .map(|(name, median, p99, n)| {
+                (
+                    name.to_string(),
+                    json!({ "median_ms": median, "p99_ms": p99, "n": n }),
+                )
+            })
+            .collect();
+        println!("{}", Value::Object(v));
+    } else {
+        for (name, median, p99, n) in results {
+            println!("{name:<7} round trip: median {median:.3} ms  p99 {p99:.3} ms  ({n} calls)");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,38 +397,4 @@ mod tests {
         assert_eq!(summarize(&[4.0]).unwrap().median, 4.0);
         assert!(summarize(&[]).is_none());
     }
-}
-
-/// `latency`: round trips of `ping` and of `health` on one session, one after the other.
-pub fn latency(client: &mut Client, n: usize, as_json: bool) -> Result<(), String> {
-    let mut results = Vec::new();
-    for (name, method, params) in [
-        ("ping", "ping", json!({})),
-        ("health", "tools/call", json!({ "name": "health", "arguments": {} })),
-    ] {
-        let mut ms = Vec::with_capacity(n);
-        for _ in 0..n.max(1) {
-            let t0 = std::time::Instant::now();
-            client.request(method, params.clone(), |_| {})?;
-            ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-        }
-        let median = summarize(&ms).map_or(0.0, |s| s.median);
-        ms.sort_by(f64::total_cmp);
-        let p99 = ms[((ms.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)];
-        results.push((name, median, p99, ms.len()));
-    }
-    if as_json {
-        let v: Map<String, Value> = results
-            .iter()
-            .map(|(name, median, p99, n)| {
-                (name.to_string(), json!({ "median_ms": median, "p99_ms": p99, "n": n }))
-            })
-            .collect();
-        println!("{}", Value::Object(v));
-    } else {
-        for (name, median, p99, n) in results {
-            println!("{name:<7} round trip: median {median:.3} ms  p99 {p99:.3} ms  ({n} calls)");
-        }
-    }
-    Ok(())
 }
