@@ -1,10 +1,11 @@
 //! GPT-2 byte-level BPE (SmolLM2). Tokens are stored as raw bytes (the converter undoes the
 //! GPT-2 byte-to-unicode alphabet), so encoding starts from one token per byte and applies
-//! merges lowest rank first within each pre-token.
+//! merges lowest rank first within each pre-token (the merge queue of `merge.rs`).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use super::merge::{rank_priority, EncodeWork, Merger};
 use super::pretokenize::pretokenize;
 use super::{TokenizerError, Vocab};
 use crate::format::token_type;
@@ -19,6 +20,10 @@ pub struct Gpt2Tokenizer {
     merges: BTreeMap<u64, (u32, u32)>,
     /// Control / user-defined tokens recognised in text when `special` is on, longest first.
     specials: Vec<u32>,
+    /// Whether some special token starts with this byte (most text positions start none).
+    special_first_byte: [bool; 256],
+    /// Bytes of the longest token, ordinary or special (at least 1).
+    longest: usize,
 }
 
 const NO_TOKEN: u32 = u32::MAX;
@@ -71,34 +76,62 @@ impl Gpt2Tokenizer {
             })
             .collect();
         specials.sort_by_key(|&i| core::cmp::Reverse(vocab.tokens[i as usize].len()));
+        let mut special_first_byte = [false; 256];
+        for &id in &specials {
+            special_first_byte[vocab.tokens[id as usize][0] as usize] = true;
+        }
+        let longest = vocab.tokens.iter().map(Vec::len).max().unwrap_or(0).max(1);
         Ok(Gpt2Tokenizer {
             vocab,
             byte_token,
             merges,
             specials,
+            special_first_byte,
+            longest,
         })
     }
 
-    pub(super) fn encode_into(&self, text: &str, special: bool, out: &mut Vec<u32>) {
+    /// Each token covers at most `longest` bytes of text; bytes without a token are dropped
+    /// (counting them as dropped even where a special token covers them only lowers the bound).
+    pub(super) fn min_tokens(&self, text: &str) -> usize {
+        let kept = text
+            .bytes()
+            .filter(|&b| self.byte_token[b as usize] != NO_TOKEN)
+            .count();
+        kept.div_ceil(self.longest)
+    }
+
+    pub(super) fn encode_into(
+        &self,
+        text: &str,
+        special: bool,
+        out: &mut Vec<u32>,
+        work: &mut EncodeWork,
+    ) {
+        let mut merger = Merger::default();
         if !special || self.specials.is_empty() {
-            self.encode_plain(text, out);
+            self.encode_plain(text, out, &mut merger, work);
             return;
         }
         let bytes = text.as_bytes();
         let mut plain_start = 0;
         let mut i = 0;
         while i < bytes.len() {
-            let hit = self.specials.iter().copied().find(|&id| {
-                let t = &self.vocab.tokens[id as usize];
-                bytes[i..].starts_with(t)
-            });
+            let hit = self.special_first_byte[bytes[i] as usize]
+                .then(|| {
+                    self.specials.iter().copied().find(|&id| {
+                        let t = &self.vocab.tokens[id as usize];
+                        bytes[i..].starts_with(t)
+                    })
+                })
+                .flatten();
             match hit {
                 Some(id) => {
                     // Special tokens are ASCII-delimited in practice; slicing at a non
                     // character boundary cannot happen because `t` is valid UTF-8 that
                     // matched at byte i of a str, but guard anyway.
                     if let Some(seg) = text.get(plain_start..i) {
-                        self.encode_plain(seg, out);
+                        self.encode_plain(seg, out, &mut merger, work);
                     }
                     out.push(id);
                     i += self.vocab.tokens[id as usize].len();
@@ -108,29 +141,26 @@ impl Gpt2Tokenizer {
             }
         }
         if let Some(seg) = text.get(plain_start..) {
-            self.encode_plain(seg, out);
+            self.encode_plain(seg, out, &mut merger, work);
         }
     }
 
-    fn encode_plain(&self, text: &str, out: &mut Vec<u32>) {
+    fn encode_plain(
+        &self,
+        text: &str,
+        out: &mut Vec<u32>,
+        merger: &mut Merger,
+        work: &mut EncodeWork,
+    ) {
         let mut syms: Vec<u32> = Vec::new();
+        let pair = |a: u32, b: u32| {
+            let &(rank, merged) = self.merges.get(&(((a as u64) << 32) | b as u64))?;
+            Some((rank_priority(rank), merged))
+        };
         for piece in pretokenize(text) {
             syms.clear();
             syms.extend(piece.bytes().map(|b| self.byte_token[b as usize]));
-            loop {
-                let mut best: Option<(u32, usize, u32)> = None;
-                for i in 0..syms.len().saturating_sub(1) {
-                    let key = ((syms[i] as u64) << 32) | syms[i + 1] as u64;
-                    if let Some(&(rank, merged)) = self.merges.get(&key) {
-                        if best.is_none_or(|(r, _, _)| rank < r) {
-                            best = Some((rank, i, merged));
-                        }
-                    }
-                }
-                let Some((_, i, merged)) = best else { break };
-                syms[i] = merged;
-                syms.remove(i + 1);
-            }
+            merger.merge(&mut syms, pair, work);
             out.extend(syms.iter().copied().filter(|&t| t != NO_TOKEN));
         }
     }

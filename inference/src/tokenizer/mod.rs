@@ -3,6 +3,7 @@
 //! valid UTF-8 text even when a token ends in the middle of a character.
 
 mod gpt2;
+mod merge;
 mod pretokenize;
 mod sentencepiece;
 mod unicode_letters;
@@ -12,6 +13,7 @@ use alloc::vec::Vec;
 
 use crate::format::token_type;
 pub use gpt2::Gpt2Tokenizer;
+pub use merge::EncodeWork;
 pub use pretokenize::pretokenize;
 pub use sentencepiece::SentencePieceTokenizer;
 
@@ -125,18 +127,46 @@ impl Tokenizer {
     /// text of control tokens (e.g. `<|im_start|>`) becomes those tokens; without it, such text
     /// is tokenised as plain text.
     pub fn encode(&self, text: &str, special: bool) -> Vec<u32> {
-        let v = self.vocab();
-        let mut out = Vec::new();
-        if v.add_bos {
-            if let Some(b) = v.bos {
-                out.push(b);
-            }
-        }
-        match self {
-            Tokenizer::SentencePiece(t) => t.encode_into(text, &mut out),
-            Tokenizer::Gpt2(t) => t.encode_into(text, special, &mut out),
-        }
+        self.encode_counted(text, special, &mut EncodeWork::default())
+    }
+
+    /// As `encode`, adding the work it took to `work` (O(n log n) in the text's length).
+    pub fn encode_counted(&self, text: &str, special: bool, work: &mut EncodeWork) -> Vec<u32> {
+        let mut out: Vec<u32> = self.prompt_start().into_iter().collect();
+        self.encode_into(text, special, &mut out, work);
         out
+    }
+
+    /// Appends the tokens of `text` to `out`, without BOS (a fragment of a prompt).
+    pub fn encode_into(
+        &self,
+        text: &str,
+        special: bool,
+        out: &mut Vec<u32>,
+        work: &mut EncodeWork,
+    ) {
+        match self {
+            Tokenizer::SentencePiece(t) => t.encode_into(text, out, work),
+            Tokenizer::Gpt2(t) => t.encode_into(text, special, out, work),
+        }
+    }
+
+    /// The token a prompt starts with: BOS, when the vocabulary asks for it.
+    pub fn prompt_start(&self) -> Option<u32> {
+        let v = self.vocab();
+        v.bos.filter(|_| v.add_bos)
+    }
+
+    /// A lower bound on how many tokens `encode_into(text, ..)` appends, from one pass over
+    /// the bytes, so a prompt too long for the context is refused before any merging. Every
+    /// token covers at most the longest token's length of text (a byte-fallback or unknown
+    /// token covers one byte, a special token its own text), and only bytes the vocabulary
+    /// drops (GPT-2 bytes without a token) produce no token at all.
+    pub fn min_tokens(&self, text: &str) -> usize {
+        match self {
+            Tokenizer::SentencePiece(t) => t.min_tokens(text),
+            Tokenizer::Gpt2(t) => t.min_tokens(text),
+        }
     }
 
     /// Raw bytes that token `id` contributes to the text when it follows `prev`. Control

@@ -2,10 +2,12 @@
 //!
 //! Encoding: a dummy-prefix space for non-empty text, one token per UTF-8 character (or its
 //! bytes as `<0xHH>` fallback tokens, id = byte + 3), then repeatedly merge the adjacent pair
-//! whose concatenation is a token with the highest score (first such pair on ties).
+//! whose concatenation is a token with the highest score (first such pair on ties), through
+//! the merge queue of `merge.rs`.
 
 use alloc::vec::Vec;
 
+use super::merge::{score_priority, EncodeWork, Merger};
 use super::{TokenizerError, Vocab};
 use crate::format::token_type;
 
@@ -19,6 +21,8 @@ pub struct SentencePieceTokenizer {
     sorted: Vec<u32>,
     /// Decoded byte of each `<0xHH>` token, so decode can return a slice.
     byte_values: [u8; 256],
+    /// Bytes of the longest token (at least 1).
+    longest: usize,
 }
 
 impl SentencePieceTokenizer {
@@ -32,10 +36,12 @@ impl SentencePieceTokenizer {
         for (i, b) in byte_values.iter_mut().enumerate() {
             *b = i as u8;
         }
+        let longest = vocab.tokens.iter().map(Vec::len).max().unwrap_or(0).max(1);
         Ok(SentencePieceTokenizer {
             vocab,
             sorted,
             byte_values,
+            longest,
         })
     }
 
@@ -47,11 +53,18 @@ impl SentencePieceTokenizer {
             .map(|i| self.sorted[i])
     }
 
-    pub(super) fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
-        let start = out.len();
+    /// Every byte of the text ends up in some token (a character's token, a byte-fallback or
+    /// `<unk>` token for one byte, or a merge of those), and no token covers more text than
+    /// the longest token's bytes.
+    pub(super) fn min_tokens(&self, text: &str) -> usize {
+        text.len().div_ceil(self.longest)
+    }
+
+    pub(super) fn encode_into(&self, text: &str, out: &mut Vec<u32>, work: &mut EncodeWork) {
+        let mut syms = Vec::with_capacity(text.len() + 1);
         if !text.is_empty() {
             if let Some(space) = self.lookup(b" ") {
-                out.push(space);
+                syms.push(space);
             }
         }
         let n = self.vocab.tokens.len() as u32;
@@ -59,38 +72,26 @@ impl SentencePieceTokenizer {
         for ch in text.chars() {
             let s = ch.encode_utf8(&mut buf);
             match self.lookup(s.as_bytes()) {
-                Some(id) => out.push(id),
+                Some(id) => syms.push(id),
                 None => {
                     for &b in s.as_bytes() {
                         let id = b as u32 + BYTE_FALLBACK_BASE;
                         // A vocabulary without byte fallback maps the byte to <unk> (0).
-                        out.push(if id < n { id } else { 0 });
+                        syms.push(if id < n { id } else { 0 });
                     }
                 }
             }
         }
-        let toks = &mut out[start..];
-        let mut len = toks.len();
         let mut joined = Vec::new();
-        loop {
-            let mut best: Option<(f32, usize, u32)> = None;
-            for i in 0..len.saturating_sub(1) {
-                joined.clear();
-                joined.extend_from_slice(&self.vocab.tokens[toks[i] as usize]);
-                joined.extend_from_slice(&self.vocab.tokens[toks[i + 1] as usize]);
-                if let Some(id) = self.lookup(&joined) {
-                    let score = self.vocab.scores[id as usize];
-                    if best.is_none_or(|(s, _, _)| score > s) {
-                        best = Some((score, i, id));
-                    }
-                }
-            }
-            let Some((_, i, id)) = best else { break };
-            toks[i] = id;
-            toks.copy_within(i + 2..len, i + 1);
-            len -= 1;
-        }
-        out.truncate(start + len);
+        let pair = |a: u32, b: u32| {
+            joined.clear();
+            joined.extend_from_slice(&self.vocab.tokens[a as usize]);
+            joined.extend_from_slice(&self.vocab.tokens[b as usize]);
+            let id = self.lookup(&joined)?;
+            Some((score_priority(self.vocab.scores[id as usize]), id))
+        };
+        Merger::default().merge(&mut syms, pair, work);
+        out.extend_from_slice(&syms);
     }
 
     pub(super) fn decode_token(&self, prev: Option<u32>, id: u32) -> &[u8] {
