@@ -19,7 +19,8 @@
 use super::act::QActs;
 use super::avx2::{f16_at, fifth_bits, nibbles};
 use crate::quant::{
-    k_scales_mins, Q4_0_BLOCK, Q4_1_BLOCK, Q4_K_BLOCK, Q5_0_BLOCK, Q5_1_BLOCK, Q5_K_BLOCK, QK, QK_K,
+    k_scales_mins, Q4_0_BLOCK, Q4_1_BLOCK, Q4_K_BLOCK, Q5_0_BLOCK, Q5_1_BLOCK, Q5_K_BLOCK,
+    Q8_0_BLOCK, QK, QK_K,
 };
 use alloc::vec::Vec;
 use core::arch::x86_64::*;
@@ -440,4 +441,112 @@ pub(crate) unsafe fn panel_q5_k(
     scratch: &mut Vec<u8>,
 ) {
     panel_k::<true>(w, nr, acts, batch, out, stride, scratch)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q8_0: the same 8-row interleave of the raw i8 weights. `vpmaddubsw` needs an unsigned
+// operand, so |w| (`vpsignb w, w`, once per 4-value group for all activation rows) meets the
+// activation with w's sign (`vpsignb a, w`); a lane is at most 2 * 128 * 127 = 32512, so each
+// product goes to i32 (`vpmaddwd`) before it is summed.
+
+const Q8_PANEL_BLOCK: usize = PR * QK + PR * 4;
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn repack_q8_0(w: *const u8, rb: usize, nr: usize, nb: usize, dst: *mut u8) {
+    for i in 0..nb {
+        let mut v = [_mm256_setzero_si256(); PR];
+        let mut d = [0.0f32; PR];
+        for r in 0..nr {
+            let blk = w.add(r * rb + i * Q8_0_BLOCK);
+            v[r] = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+            d[r] = f16_at(blk);
+        }
+        let p = dst.add(i * Q8_PANEL_BLOCK);
+        for (k, o) in transpose8(&v).iter().enumerate() {
+            _mm256_storeu_si256(p.add(32 * k) as *mut __m256i, *o);
+        }
+        _mm256_storeu_ps(p.add(PR * QK) as *mut f32, _mm256_loadu_ps(d.as_ptr()));
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn micro_q8_0<const NCC: usize>(
+    panel: *const u8,
+    nb: usize,
+    acts: &QActs,
+    b0: usize,
+    nr: usize,
+    out: *mut f32,
+    stride: usize,
+) {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); NCC];
+    let qa: [*const i8; NCC] = core::array::from_fn(|c| acts.qs.as_ptr().add((b0 + c) * nb * QK));
+    let da: [*const f32; NCC] = core::array::from_fn(|c| acts.d.as_ptr().add((b0 + c) * nb));
+    for i in 0..nb {
+        let p = panel.add(i * Q8_PANEL_BLOCK);
+        let mut s32 = [_mm256_setzero_si256(); NCC];
+        for k in 0..8 {
+            let wk = _mm256_loadu_si256(p.add(32 * k) as *const __m256i);
+            let uk = _mm256_sign_epi8(wk, wk);
+            for c in 0..NCC {
+                let a =
+                    _mm256_set1_epi32((qa[c].add(i * QK + 4 * k) as *const i32).read_unaligned());
+                let prod = _mm256_maddubs_epi16(uk, _mm256_sign_epi8(a, wk));
+                s32[c] = _mm256_add_epi32(s32[c], _mm256_madd_epi16(prod, ones));
+            }
+        }
+        let dw = _mm256_loadu_ps(p.add(PR * QK) as *const f32);
+        for c in 0..NCC {
+            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(*da[c].add(i)));
+            acc[c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s32[c]), acc[c]);
+        }
+    }
+    for (c, a) in acc.iter().enumerate() {
+        let dst = out.add(c * stride);
+        if nr == PR {
+            _mm256_storeu_ps(dst, *a);
+        } else {
+            let mut tmp = [0.0f32; PR];
+            _mm256_storeu_ps(tmp.as_mut_ptr(), *a);
+            core::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, nr);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn panel_q8_0(
+    w: &[u8],
+    nr: usize,
+    acts: &QActs,
+    batch: usize,
+    out: &mut [f32],
+    stride: usize,
+    scratch: &mut Vec<u8>,
+) {
+    let rb = w.len() / nr;
+    let nb = acts.nb;
+    let need = nr.div_ceil(PR) * nb * Q8_PANEL_BLOCK;
+    if scratch.len() < need {
+        scratch.resize(need, 0);
+    }
+    assert!(out.len() >= (batch - 1) * stride + nr);
+    for p in 0..nr.div_ceil(PR) {
+        let r0 = p * PR;
+        let pr = PR.min(nr - r0);
+        let dst = scratch.as_mut_ptr().add(p * nb * Q8_PANEL_BLOCK);
+        repack_q8_0(w.as_ptr().add(r0 * rb), rb, pr, nb, dst);
+        let o = out.as_mut_ptr().add(r0);
+        let mut b = 0;
+        while b + NC <= batch {
+            micro_q8_0::<NC>(dst, nb, acts, b, pr, o.add(b * stride), stride);
+            b += NC;
+        }
+        while b < batch {
+            micro_q8_0::<1>(dst, nb, acts, b, pr, o.add(b * stride), stride);
+            b += 1;
+        }
+    }
 }

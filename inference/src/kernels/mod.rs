@@ -195,8 +195,8 @@ struct Table {
     q4_k: QTileFn,
     q5_k: QTileFn,
     q6_k: QTileFn,
-    /// Prefill kernels where a variant has them (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K).
-    panels: [Option<PanelFn>; 6],
+    /// Prefill kernels where a variant has them (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q8_0).
+    panels: [Option<PanelFn>; 7],
 }
 
 impl Table {
@@ -209,6 +209,7 @@ impl Table {
             QuantType::Q5_1 => self.panels[3],
             QuantType::Q4_K => self.panels[4],
             QuantType::Q5_K => self.panels[5],
+            QuantType::Q8_0 => self.panels[6],
             _ => None,
         }
     }
@@ -241,7 +242,7 @@ const SCALAR: Table = Table {
     q4_k: scalar::tile_q4_k,
     q5_k: scalar::tile_q5_k,
     q6_k: scalar::tile_q6_k,
-    panels: [None; 6],
+    panels: [None; 7],
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -266,6 +267,7 @@ const AVX2: Table = Table {
         Some(gemm_avx2::panel_q5_1),
         Some(gemm_avx2::panel_q4_k),
         Some(gemm_avx2::panel_q5_k),
+        Some(gemm_avx2::panel_q8_0),
     ],
 };
 
@@ -322,8 +324,8 @@ impl Kernels {
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
-                    // Their own 4 x 4 tiles for Q4_0/Q4_1 (measured on AVX-512 hardware);
-                    // the AVX2 panels for Q5_0/Q5_1.
+                    // Their own 4 x 4 tiles for Q8_0/Q4_0/Q4_1 (measured on AVX-512
+                    // hardware); the AVX2 panels for Q5_0/Q5_1/Q4_K/Q5_K.
                     panels: [
                         None,
                         None,
@@ -331,6 +333,7 @@ impl Kernels {
                         AVX2.panels[3],
                         AVX2.panels[4],
                         AVX2.panels[5],
+                        None,
                     ],
                     ..AVX2
                 }
@@ -342,8 +345,8 @@ impl Kernels {
                     q8_0: k::tile_q8_0,
                     q4_0: k::tile_q4_0,
                     q4_1: k::tile_q4_1,
-                    // Their own 4 x 4 tiles for Q4_0/Q4_1 (measured on AVX-512 hardware);
-                    // the AVX2 panels for Q5_0/Q5_1.
+                    // Their own 4 x 4 tiles for Q8_0/Q4_0/Q4_1 (measured on AVX-512
+                    // hardware); the AVX2 panels for Q5_0/Q5_1/Q4_K/Q5_K.
                     panels: [
                         None,
                         None,
@@ -351,6 +354,7 @@ impl Kernels {
                         AVX2.panels[3],
                         AVX2.panels[4],
                         AVX2.panels[5],
+                        None,
                     ],
                     ..AVX2
                 }
