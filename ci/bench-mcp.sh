@@ -12,6 +12,7 @@
 # ping and health round trips (median, p99) and infer tok/s over each transport, the runs
 # interleaved (vsock, HTTP, vsock, HTTP, ...). Table in build/bench-transports.md.
 #   BENCH_TRANSPORT_ROUNDS  interleaved rounds (default 3)
+#   BENCH_TRANSPORTS_ONLY=1 skip the per-model table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLI=target/release/mcp-cli
@@ -41,6 +42,7 @@ run() { # label model target-args...
     "$CLI" "$@" call metadata --json > "$OUT/$label-$model.meta.json" 2>/dev/null || true
 }
 
+if [ -z "${BENCH_TRANSPORTS_ONLY:-}" ]; then
 for m in $MODELS; do
     [ -f "$SHARE/$m" ] || { echo "bench: $SHARE/$m missing (make share)" >&2; exit 1; }
     run host "$m" --host-engine "$SHARE/$m" --threads 1
@@ -76,6 +78,7 @@ for m in models:
         rd = med(r, 'decode_tokens_per_s') / max(med(h, 'decode_tokens_per_s'), 1e-9)
         print(f"| {m} | {g.replace(':', ' ')} ({accel}) | {v} | {med(r,'ttft_ms'):.1f} | {med(r,'prefill_tokens_per_s'):.2f} | {med(r,'decode_tokens_per_s'):.2f} | {rp:.4f} | {rd:.4f} |")
 PY
+fi
 
 # ---------------------------------------------------------------- transports ----
 TMODEL=${BENCH_TRANSPORT_MODEL:-stories260k.safetensors}

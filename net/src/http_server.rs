@@ -241,8 +241,9 @@ impl<N: Nic> HttpServer<N> {
                 (self.clock.idle)();
             }
         }
-        // Push what we queued now rather than at the next poll.
-        self.poll_network();
+        // What was queued goes out at the next poll of the interface: the serve loop polls
+        // again right after work, and a running tool's next step pumps the network. (Polling
+        // here too doubled the per-token cost of a streamed infer.)
         Ok(())
     }
 

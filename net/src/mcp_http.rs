@@ -152,6 +152,11 @@ impl Session {
     }
 }
 
+/// The network is looked at no more often than this from the session connections and the
+/// acceptor: the core asks every connection in turn (and a running tool asks once per
+/// token), and one look covers all of them.
+const PUMP_INTERVAL_NS: u64 = 100_000;
+
 /// Counters for the log and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HttpStats {
@@ -173,6 +178,8 @@ pub struct McpHttp<N: Nic> {
     next_key: u64,
     random: fn() -> u64,
     stats: HttpStats,
+    /// When `pump` last ran.
+    last_pump_ns: Option<u64>,
 }
 
 pub type SharedTransport<N> = Rc<RefCell<McpHttp<N>>>;
@@ -188,6 +195,7 @@ impl<N: Nic> McpHttp<N> {
             next_key: 1,
             random,
             stats: HttpStats::default(),
+            last_pump_ns: None,
         }
     }
 
@@ -215,6 +223,7 @@ impl<N: Nic> McpHttp<N> {
     /// Polls the network and handles every complete request. Returns whether anything
     /// happened.
     pub fn pump(&mut self) -> bool {
+        self.last_pump_ns = Some(self.http.now_ns());
         let (mut activity, requests) = self.http.poll();
         for (conn, request) in requests {
             activity = true;
@@ -222,6 +231,18 @@ impl<N: Nic> McpHttp<N> {
             self.handle(conn, request);
         }
         activity | self.expire()
+    }
+
+    /// [`McpHttp::pump`], unless it ran less than [`PUMP_INTERVAL_NS`] ago.
+    pub fn pump_if_due(&mut self) -> bool {
+        let now = self.http.now_ns();
+        if self
+            .last_pump_ns
+            .is_some_and(|t| now.saturating_sub(t) < PUMP_INTERVAL_NS)
+        {
+            return false;
+        }
+        self.pump()
     }
 
     fn session_mut(&mut self, key: u64) -> Option<&mut Session> {
@@ -806,7 +827,7 @@ impl<N: Nic> Connection for SessionConnection<N> {
             // Nothing queued: look at the network (this is how a running tool's
             // cancellation check and the core's service of other sessions see new
             // requests).
-            t.pump();
+            t.pump_if_due();
         }
         let Some(s) = t.session_mut(self.key) else {
             return ReadStatus::Closed;
@@ -863,7 +884,7 @@ impl<N: Nic> Acceptor<SessionConnection<N>> for SessionAcceptor<N> {
     fn accept(&mut self) -> Option<SessionConnection<N>> {
         let mut t = self.0.borrow_mut();
         if t.fresh.is_empty() {
-            t.pump();
+            t.pump_if_due();
         }
         let key = t.fresh.pop_front()?;
         Some(SessionConnection {
