@@ -465,6 +465,39 @@ impl BarAllocator {
     }
 }
 
+/// Who places a host bridge's BARs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarPlacement {
+    /// Nothing before us did (QEMU virt): every memory BAR is placed from the windows.
+    Kernel,
+    /// Firmware did (q35 with qboot or SeaBIOS): its addresses are kept, but a function
+    /// with a memory BAR it left at 0 is placed from the windows as a whole (qboot leaves
+    /// the virtio BARs unassigned).
+    Firmware,
+}
+
+/// The BARs of `bdf`, placed as `placement` says, with memory decoding and bus mastering
+/// on. `Ok((bars, placed_here))`: whether this call placed them.
+pub fn prepare_bars(
+    ca: &impl ConfigAccess,
+    bdf: Bdf,
+    placement: BarPlacement,
+    alloc: &mut BarAllocator,
+) -> Result<([Option<Bar>; 6], bool), BarAssignError> {
+    if placement == BarPlacement::Firmware {
+        let bars = size_bars(ca, bdf);
+        let unassigned = bars
+            .iter()
+            .flatten()
+            .any(|b| b.kind != BarKind::Io && b.cpu_addr == 0);
+        if !unassigned {
+            enable_memory_and_dma(ca, bdf);
+            return Ok((bars, false));
+        }
+    }
+    alloc.assign(ca, bdf).map(|bars| (bars, true))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -696,6 +729,50 @@ pub(crate) mod tests {
                 size: 0x2000
             }
         );
+    }
+
+    #[test]
+    fn firmware_bars_are_kept_and_empty_ones_placed_without_overlap() {
+        let hole = [PciWindow {
+            kind: BarKind::Mem32,
+            prefetchable: false,
+            pci_addr: 0xc000_0000,
+            cpu_addr: 0xc000_0000,
+            size: 0x3ec0_0000,
+        }];
+        let mut alloc = BarAllocator::new(&hole);
+        let mut bus = FakeBus::default();
+        // Assigned by firmware: kept as it is.
+        let a = bdf(0, 1, 0);
+        bus.add_function(a, 0x8086, 0x10d3, false);
+        bus.add_bar(a, 0, 0x2_0000, 0x0);
+        bus.write32(a, REG_BAR0, 0xfeb0_0000);
+        let (bars, placed) = prepare_bars(&bus, a, BarPlacement::Firmware, &mut alloc).unwrap();
+        assert!(!placed);
+        assert_eq!(bars[0].unwrap().cpu_addr, 0xfeb0_0000);
+        // Two virtio functions qboot left empty: placed from the hole, aligned, disjoint.
+        let mut placed_ranges = Vec::new();
+        for dev in [2, 3] {
+            let f = bdf(0, dev, 0);
+            bus.add_function(f, 0x1af4, 0x105a, false);
+            bus.add_bar(f, 1, 0x1000, 0x0);
+            bus.add_bar(f, 4, 0x4000, 0xc);
+            let (bars, placed) =
+                prepare_bars(&bus, f, BarPlacement::Firmware, &mut alloc).unwrap();
+            assert!(placed);
+            for b in bars.iter().flatten() {
+                assert!(b.cpu_addr >= 0xc000_0000 && b.cpu_addr.is_multiple_of(b.size));
+                placed_ranges.push((b.cpu_addr, b.cpu_addr + b.size));
+            }
+            let cmd = bus.read32(f, REG_COMMAND_STATUS);
+            assert_eq!(cmd & COMMAND_MEMORY, COMMAND_MEMORY);
+        }
+        placed_ranges.sort();
+        assert_eq!(placed_ranges.len(), 4);
+        assert!(placed_ranges.windows(2).all(|w| w[0].1 <= w[1].0), "{placed_ranges:x?}");
+        // With the kernel placing, even assigned BARs are moved into the window.
+        let (bars, placed) = prepare_bars(&bus, a, BarPlacement::Kernel, &mut alloc).unwrap();
+        assert!(placed && bars[0].unwrap().cpu_addr >= 0xc000_0000);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use arch::BootInfo;
 use drivers::hal::{set_dma_ops, DmaOps, IdentityHal};
 use drivers::mmio_discovery::MmioSlot;
 use drivers::net::NetDevice;
-use drivers::pci::{self, BarAllocator, BarKind, Bdf, Ecam, PciWindow};
+use drivers::pci::{self, BarAllocator, BarKind, BarPlacement, Ecam, PciWindow};
 use drivers::virtio::{
     mmio::{MmioProbeError, MmioTransport},
     pci::{virtio_id_of, PciTransport},
@@ -98,8 +98,9 @@ struct HostBridge {
     ecam: u64,
     bus_start: u8,
     bus_end: u8,
-    /// Windows to assign BARs from (empty: firmware assigned them).
+    /// Windows to place BARs in.
     windows: Vec<PciWindow>,
+    placement: BarPlacement,
 }
 
 /// Every virtio transport found, whatever the bus.
@@ -145,7 +146,8 @@ fn host_bridges(info: &BootInfo) -> Vec<HostBridge> {
                 ecam: r.base + ((r.bus_start as u64) << 20),
                 bus_start: r.bus_start,
                 bus_end: r.bus_end,
-                windows: Vec::new(),
+                windows: alloc::vec![PCI_HOLE],
+                placement: BarPlacement::Firmware,
             })
             .collect(),
         Err(e) => {
@@ -187,7 +189,7 @@ fn mmio_slots(info: &BootInfo, _no_pci: bool) -> Vec<MmioSlot> {
 
 /// q35's 32-bit PCI hole above the ECAM window, for BARs firmware left empty.
 #[cfg(target_arch = "x86_64")]
-const FALLBACK_WINDOW: PciWindow = PciWindow {
+const PCI_HOLE: PciWindow = PciWindow {
     kind: BarKind::Mem32,
     prefetchable: false,
     pci_addr: 0xc000_0000,
@@ -216,13 +218,13 @@ fn scan_pci(bridge: &HostBridge, found: &mut Vec<AnyTransport>) {
         if ![DEVICE_ID_FS, DEVICE_ID_VSOCK, DEVICE_ID_NET].contains(&id) {
             continue;
         }
-        let bars = if bridge.windows.is_empty() {
-            firmware_bars(&ecam, f.bdf)
-        } else {
-            allocator.assign(&ecam, f.bdf)
-        };
-        let bars = match bars {
-            Ok(b) => b,
+        let bars = match pci::prepare_bars(&ecam, f.bdf, bridge.placement, &mut allocator) {
+            Ok((bars, placed)) => {
+                if placed && bridge.placement == BarPlacement::Firmware {
+                    log::info!("devices: {} has unassigned BARs, placed them in the PCI hole", f.bdf);
+                }
+                bars
+            }
             Err(e) => {
                 log::error!("devices: {e}");
                 continue;
@@ -240,42 +242,6 @@ fn scan_pci(bridge: &HostBridge, found: &mut Vec<AnyTransport>) {
             Err(e) => log::error!("devices: {}: {e}", f.bdf),
         }
     }
-}
-
-/// BARs as the firmware left them; any memory BAR it did not assign gets
-/// space from the fallback window.
-#[cfg(target_arch = "x86_64")]
-fn firmware_bars(ecam: &Ecam, bdf: Bdf) -> Result<[Option<pci::Bar>; 6], pci::BarAssignError> {
-    let bars = pci::size_bars(ecam, bdf);
-    if bars
-        .iter()
-        .flatten()
-        .any(|b| b.kind != BarKind::Io && b.cpu_addr == 0)
-    {
-        log::info!("devices: {bdf} has unassigned BARs, assigning from the PCI hole");
-        static NEXT: arch::spin::SpinLock<u64> = arch::spin::SpinLock::new(0);
-        let mut used = NEXT.lock();
-        let mut w = FALLBACK_WINDOW;
-        w.pci_addr += *used;
-        w.cpu_addr += *used;
-        w.size -= *used;
-        let bars = BarAllocator::new(&[w]).assign(ecam, bdf)?;
-        *used += bars
-            .iter()
-            .flatten()
-            .map(|b| b.size.next_multiple_of(0x10000))
-            .sum::<u64>()
-            * 2;
-        return Ok(bars);
-    }
-    pci::enable_memory_and_dma(ecam, bdf);
-    Ok(bars)
-}
-
-#[cfg(target_arch = "aarch64")]
-fn firmware_bars(ecam: &Ecam, bdf: Bdf) -> Result<[Option<pci::Bar>; 6], pci::BarAssignError> {
-    pci::enable_memory_and_dma(ecam, bdf);
-    Ok(pci::size_bars(ecam, bdf))
 }
 
 /// The devices the kernel uses.

@@ -67,6 +67,7 @@ pub fn host_bridges(info: &BootInfo) -> Vec<HostBridge> {
             bus_start,
             bus_end,
             windows,
+            placement: pci::BarPlacement::Kernel,
         });
     }
     bridges
