@@ -7,6 +7,12 @@
 //! `max_sleep_ns`. With `spin_ns >= min_sleep_ns` a slice is never longer than the idle time
 //! so far, so the latency added to a request is at most as long as the server had been idle,
 //! and never more than `max_sleep_ns`; a server idle for seconds wakes only `1 / max_sleep_ns` times a second.
+//!
+//! Two users: the MCP serve loop, which knows when a poll found work ([`IdleBackoff::work`]),
+//! and the drivers' in-request hook (the kernel's `devices::idle`, between empty polls for a
+//! virtio-fs reply or vsock credit), which only hears about empty polls: it uses
+//! [`IdleBackoff::with_work_gap`], where a gap between the end of one wait and the next
+//! empty poll counts as work done in between.
 
 /// What to do after an empty poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +31,9 @@ pub struct IdleBackoff {
     /// When the current run of empty polls began; `None` right after work.
     idle_since_ns: Option<u64>,
     next_sleep_ns: u64,
+    /// With a work gap: a poll this long after the previous wait ended starts a new run.
+    work_gap_ns: Option<u64>,
+    last_wait_end_ns: Option<u64>,
 }
 
 impl IdleBackoff {
@@ -41,7 +50,22 @@ impl IdleBackoff {
             max_sleep_ns,
             idle_since_ns: None,
             next_sleep_ns: min_sleep_ns,
+            work_gap_ns: None,
+            last_wait_end_ns: None,
         }
+    }
+
+    /// For a caller that never calls [`work`](Self::work): an empty poll more than
+    /// `gap_ns` after the previous wait ended (reported with [`waited`](Self::waited))
+    /// means the caller was busy in between, so a new idle run starts.
+    pub const fn with_work_gap(mut self, gap_ns: u64) -> Self {
+        self.work_gap_ns = Some(gap_ns);
+        self
+    }
+
+    /// The wait [`wait`](Self::wait) asked for ended at `now_ns`.
+    pub fn waited(&mut self, now_ns: u64) {
+        self.last_wait_end_ns = Some(now_ns);
     }
 
     pub fn max_sleep_ns(&self) -> u64 {
@@ -56,6 +80,11 @@ impl IdleBackoff {
 
     /// A poll at `now_ns` found nothing: how to wait before the next one.
     pub fn wait(&mut self, now_ns: u64) -> IdleWait {
+        if let (Some(gap), Some(end)) = (self.work_gap_ns, self.last_wait_end_ns) {
+            if now_ns.saturating_sub(end) > gap {
+                self.work();
+            }
+        }
         let since = *self.idle_since_ns.get_or_insert(now_ns);
         if now_ns.saturating_sub(since) < self.spin_ns {
             return IdleWait::Spin;
@@ -145,6 +174,37 @@ mod tests {
         assert_eq!(b.max_sleep_ns(), MS);
         assert_eq!(b.wait(0), IdleWait::Sleep(MS));
         assert_eq!(b.wait(MS), IdleWait::Sleep(MS));
+    }
+
+    #[test]
+    fn work_gap_restarts_a_run_the_caller_did_not_report() {
+        // The in-request policy: spin 1 ms, then 200 us slices; a 20 us gap is work.
+        let mut b = IdleBackoff::new(MS, 200 * US, 200 * US).with_work_gap(20 * US);
+        let mut now = 0;
+        let mut spins = 0;
+        loop {
+            match b.wait(now) {
+                IdleWait::Spin => spins += 1,
+                IdleWait::Sleep(ns) => {
+                    assert_eq!(ns, 200 * US);
+                    break;
+                }
+            }
+            now += 10 * US; // a poll, back-to-back: within the gap
+            b.waited(now);
+        }
+        assert_eq!(spins, 100, "1 ms of 10 us polls");
+        now += 200 * US;
+        b.waited(now);
+        assert_eq!(b.wait(now + 5 * US), IdleWait::Sleep(200 * US));
+        b.waited(now + 205 * US);
+        // The caller went off and did something for 1 ms: spinning again.
+        assert_eq!(b.wait(now + 1205 * US), IdleWait::Spin);
+        // Without `with_work_gap`, gaps mean nothing.
+        let mut plain = IdleBackoff::new(MS, 200 * US, 200 * US);
+        assert_eq!(plain.wait(0), IdleWait::Spin);
+        plain.waited(10 * US);
+        assert_eq!(plain.wait(2 * MS), IdleWait::Sleep(200 * US));
     }
 
     #[test]

@@ -45,26 +45,25 @@ static DMA: DmaOps = DmaOps {
 
 /// The drivers' idle hook, called between empty polls while a request waits
 /// (a virtio-fs reply, vsock credit): lets other cooperative tasks run (a
-/// no-op in the boot context), then waits. The first millisecond of an idle
-/// streak spins (a reply from virtiofsd takes microseconds); after that the
-/// CPU sleeps in 200 µs slices (`arch::cpu::idle`). A gap of more than 20 µs
-/// between calls means work happened: a new streak. The serve loop, which
-/// waits for whole requests, backs off further (`serve.rs`, `IdleBackoff`).
+/// no-op in the boot context), then waits as `drivers::idle::IdleBackoff`
+/// says: the first millisecond of an idle run spins (a reply from virtiofsd
+/// takes microseconds), after that the CPU sleeps in 200 µs slices
+/// (`arch::cpu::idle`). A gap of more than 20 µs between calls means work
+/// happened: a new run. The serve loop, which waits for whole requests, backs
+/// off further with its own `IdleBackoff` (`serve.rs`).
 pub fn idle() {
-    use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
-    static LAST_CALL_NS: AtomicU64 = AtomicU64::new(0);
-    static STREAK_START_NS: AtomicU64 = AtomicU64::new(0);
+    use drivers::idle::{IdleBackoff, IdleWait};
+    static BACKOFF: arch::spin::SpinLock<IdleBackoff> =
+        arch::spin::SpinLock::new(IdleBackoff::new(1_000_000, 200_000, 200_000).with_work_gap(20_000));
     crate::task::yield_now();
-    let now = arch::time::now_ns();
-    if now.saturating_sub(LAST_CALL_NS.load(Relaxed)) > 20_000 {
-        STREAK_START_NS.store(now, Relaxed);
+    let wait = BACKOFF.lock().wait(arch::time::now_ns());
+    match wait {
+        IdleWait::Spin => core::hint::spin_loop(),
+        IdleWait::Sleep(ns) => {
+            arch::cpu::idle(ns);
+        }
     }
-    if now.saturating_sub(STREAK_START_NS.load(Relaxed)) > 1_000_000 {
-        arch::cpu::idle(200_000);
-    } else {
-        core::hint::spin_loop();
-    }
-    LAST_CALL_NS.store(arch::time::now_ns(), Relaxed);
+    BACKOFF.lock().waited(arch::time::now_ns());
 }
 
 pub fn fs_clock() -> virtiofs::Clock {
