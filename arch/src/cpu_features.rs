@@ -1,5 +1,7 @@
-//! CPU features both architectures report, detected once at boot
-//! (CPUID on x86_64, ID_AA64* registers on aarch64).
+//! What the CPU has and the OS allows, for both architectures: decoded once at boot
+//! (`x86_64::cpuid` from CPUID and XCR0, `aarch64::id_aa64` from the ID registers),
+//! kept by `cpu::features()`, and passed as it is to the inference engine, whose
+//! `KernelVariant::supported` is the one mapping to kernel variants.
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuFeatures {
@@ -20,11 +22,11 @@ pub struct CpuFeatures {
     pub avx512bw: bool,
     pub avx512vl: bool,
     pub avx512vnni: bool,
-    pub avx_vnni: bool,
+    pub avxvnni: bool,
     pub invariant_tsc: bool,
     pub nx: bool,
     pub pdpe1gb: bool,
-    /// XCR0 value the kernel enabled (x87|SSE|AVX|AVX-512 state), 0 if no XSAVE.
+    /// XCR0 as enabled (x87|SSE|AVX|AVX-512 state), 0 without XSAVE.
     pub xcr0: u64,
     // aarch64
     pub neon: bool,
@@ -52,7 +54,7 @@ impl CpuFeatures {
             (self.avx512bw, "avx512bw"),
             (self.avx512vl, "avx512vl"),
             (self.avx512vnni, "avx512vnni"),
-            (self.avx_vnni, "avxvnni"),
+            (self.avxvnni, "avxvnni"),
             (self.neon, "neon"),
             (self.fp16, "fp16"),
             (self.dotprod, "dotprod"),

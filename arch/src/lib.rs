@@ -47,34 +47,41 @@
 //!   the live page tables; lock-free, usable from the trap handler).
 //! - `task::Context` (`Context::empty()` is a const fn), `task::Context::new(stack_top, entry: extern "C" fn(usize) -> !, arg)`,
 //!   `unsafe task::switch(from: *mut Context, to: *const Context)`.
-//! - `power::exit(code: u8) -> !` — 0 = success; the runner decodes it.
+//! - `power::exit(code: u8) -> !` — a code from [`exit_code`]; the runner decodes it.
 #![cfg_attr(not(test), no_std)]
 
+/// Items that only exist on one architecture's bare-metal target (the hardware code); the
+/// portable files of that architecture's folder stay outside it, so `cargo test` on any
+/// host compiles and tests them.
+macro_rules! bare_metal {
+    ($arch:literal: $($item:item)*) => {
+        $( #[cfg(all(target_arch = $arch, target_os = "none"))] $item )*
+    };
+}
+
+// Portable and used by both architectures.
 pub mod bootinfo;
 pub mod cmdline;
 pub mod cpu_features;
-pub mod esr;
+pub mod exit_code;
 pub mod fdt;
 pub mod fdt_bootinfo;
 pub mod frame_alloc;
-pub mod id_aa64;
 pub mod log_ring;
-pub mod pvh;
 pub mod spin;
 pub mod stack;
-pub mod vmsa;
-pub mod x86_fault;
+
+// One folder per architecture: its portable, host-tested files (decoding, table logic)
+// build everywhere; its hardware files only on its own bare-metal target.
+pub mod aarch64;
+pub mod x86_64;
 
 pub use bootinfo::BootInfo;
 pub use cpu_features::CpuFeatures;
 
-#[cfg(all(target_arch = "x86_64", target_os = "none"))]
-mod x86_64;
-#[cfg(all(target_arch = "x86_64", target_os = "none"))]
-pub use self::x86_64::{console, cpu, mm, power, task, time, trap};
-
-// aarch64 (branch boot-arm)
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-mod aarch64;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub use self::aarch64::{console, cpu, mm, power, task, time, trap};
+bare_metal! { "x86_64":
+    pub use self::x86_64::{console, cpu, mm, power, task, time, trap};
+}
+bare_metal! { "aarch64":
+    pub use self::aarch64::{console, cpu, mm, power, task, time, trap};
+}

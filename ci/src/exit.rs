@@ -1,14 +1,10 @@
 //! Decoding QEMU's exit status into the kernel's exit code.
 //!
-//! x86 (isa-debug-exit): the kernel writes `0x40 | code` to port 0xf4 and QEMU
-//! exits with `(v << 1) | 1`, i.e. `0x81 + 2 * code` (see arch/src/x86_64/power.rs).
-//! Status 0 means QEMU shut down without the kernel's exit (e.g. a triple fault
-//! with `-no-reboot`), 1 a QEMU error.
-//!
-//! aarch64: semihosting SYS_EXIT_EXTENDED makes QEMU exit with the status the
-//! kernel passes, and it passes the same `0x81 + 2 * code`, so `DebugExit`
-//! decodes both arches; PSCI SYSTEM_OFF (no `-semihosting`) gives 0 = no code.
-//! `Direct` (status = code) is kept for images that exit that way.
+//! `DebugExit` is the kernel's own encoding on both architectures (x86
+//! isa-debug-exit, aarch64 semihosting), defined with the codes in
+//! `arch::exit_code`; status 0 means QEMU stopped without a kernel exit (a triple
+//! fault with `-no-reboot`, PSCI SYSTEM_OFF), 1 a QEMU error. `Direct`
+//! (status = code) is kept for images that exit that way.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitDecoding {
@@ -33,10 +29,10 @@ impl ExitDecoding {
             return KernelExit::Killed;
         };
         match self {
-            ExitDecoding::DebugExit if (0x81..=0xff).contains(&s) && s % 2 == 1 => {
-                KernelExit::Code(((s - 0x81) / 2) as u8)
-            }
-            ExitDecoding::DebugExit => KernelExit::NoCode(s),
+            ExitDecoding::DebugExit => match arch::exit_code::from_qemu_status(s) {
+                Some(code) => KernelExit::Code(code),
+                None => KernelExit::NoCode(s),
+            },
             ExitDecoding::Direct if (0..=255).contains(&s) => KernelExit::Code(s as u8),
             ExitDecoding::Direct => KernelExit::NoCode(s),
         }

@@ -49,6 +49,8 @@ unsafe impl Hal for IdentityHal {
         (paddr, NonNull::new(ptr).unwrap_or(NonNull::dangling()))
     }
 
+    /// # Safety
+    /// As `Hal::dma_dealloc`: `paddr`/`pages` come from one `dma_alloc` and are no longer used.
     unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
         match ops() {
             Some(o) => {
@@ -59,14 +61,20 @@ unsafe impl Hal for IdentityHal {
         }
     }
 
+    /// # Safety
+    /// As `Hal::mmio_phys_to_virt`: the region is a device's MMIO, mapped by the kernel.
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
         NonNull::new(paddr as usize as *mut u8).unwrap_or(NonNull::dangling())
     }
 
+    /// # Safety
+    /// As `Hal::share`: `buffer` stays valid until `unshare` (identity map: no copy).
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
         buffer.as_ptr() as *mut u8 as usize as PhysAddr
     }
 
+    /// # Safety
+    /// As `Hal::unshare`: the pair of an earlier `share` (nothing to undo here).
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }
 

@@ -757,8 +757,7 @@ pub(crate) mod tests {
             bus.add_function(f, 0x1af4, 0x105a, false);
             bus.add_bar(f, 1, 0x1000, 0x0);
             bus.add_bar(f, 4, 0x4000, 0xc);
-            let (bars, placed) =
-                prepare_bars(&bus, f, BarPlacement::Firmware, &mut alloc).unwrap();
+            let (bars, placed) = prepare_bars(&bus, f, BarPlacement::Firmware, &mut alloc).unwrap();
             assert!(placed);
             for b in bars.iter().flatten() {
                 assert!(b.cpu_addr >= 0xc000_0000 && b.cpu_addr.is_multiple_of(b.size));
@@ -769,7 +768,10 @@ pub(crate) mod tests {
         }
         placed_ranges.sort();
         assert_eq!(placed_ranges.len(), 4);
-        assert!(placed_ranges.windows(2).all(|w| w[0].1 <= w[1].0), "{placed_ranges:x?}");
+        assert!(
+            placed_ranges.windows(2).all(|w| w[0].1 <= w[1].0),
+            "{placed_ranges:x?}"
+        );
         // With the kernel placing, even assigned BARs are moved into the window.
         let (bars, placed) = prepare_bars(&bus, a, BarPlacement::Kernel, &mut alloc).unwrap();
         assert!(placed && bars[0].unwrap().cpu_addr >= 0xc000_0000);

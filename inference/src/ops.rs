@@ -406,16 +406,22 @@ mod avx2 {
     use super::{fast, Head};
     use core::arch::x86_64::*;
 
+    /// # Safety
+    /// The CPU must have AVX2 with its state enabled (`CpuFeatures::avx2`).
     #[target_feature(enable = "avx2")]
     pub unsafe fn rmsnorm(o: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
         fast::rmsnorm(o, x, weight, eps)
     }
 
+    /// # Safety
+    /// As [`rmsnorm`].
     #[target_feature(enable = "avx2")]
     pub unsafe fn swiglu(hb: &mut [f32], hb2: &[f32]) {
         fast::swiglu(hb, hb2)
     }
 
+    /// # Safety
+    /// The CPU must have AVX2 and FMA with AVX state enabled.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -424,6 +430,9 @@ mod avx2 {
     }
 
     /// The eight lane sums of `a[0..8]` as one vector: `[sum(a[0]), .., sum(a[7])]`.
+    ///
+    /// # Safety
+    /// As [`hsum`].
     #[target_feature(enable = "avx2,fma")]
     unsafe fn hsum8(a: &[__m256; 8]) -> __m256 {
         let s01 = _mm256_hadd_ps(a[0], a[1]);
@@ -439,7 +448,11 @@ mod avx2 {
     }
 
     /// `att[t] = dot(q, key_t) * inv_scale`, eight positions at a time: eight independent FMA
-    /// chains, reduced together by `hsum8`. `q.len()` must be a multiple of 8.
+    /// chains, reduced together by `hsum8`.
+    ///
+    /// # Safety
+    /// As [`hsum`]; also `q.len()` must be a multiple of 8, every key of `head` up to
+    /// `att.len()` must hold `q.len()` values (the loads are unchecked).
     #[target_feature(enable = "avx2,fma")]
     unsafe fn scores(q: &[f32], head: &Head, inv_scale: f32, att: &mut [f32]) {
         let hs = q.len();
@@ -470,6 +483,8 @@ mod avx2 {
         }
     }
 
+    /// # Safety
+    /// As [`hsum`]; the slices as `fast::attention` requires them.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn attention(q: &[f32], head: &Head, att: &mut [f32], out: &mut [f32]) {
         if !q.len().is_multiple_of(8) {

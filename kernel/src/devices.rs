@@ -53,8 +53,9 @@ static DMA: DmaOps = DmaOps {
 /// off further with its own `IdleBackoff` (`serve.rs`).
 pub fn idle() {
     use drivers::idle::{IdleBackoff, IdleWait};
-    static BACKOFF: arch::spin::SpinLock<IdleBackoff> =
-        arch::spin::SpinLock::new(IdleBackoff::new(1_000_000, 200_000, 200_000).with_work_gap(20_000));
+    static BACKOFF: arch::spin::SpinLock<IdleBackoff> = arch::spin::SpinLock::new(
+        IdleBackoff::new(1_000_000, 200_000, 200_000).with_work_gap(20_000),
+    );
     crate::task::yield_now();
     let wait = BACKOFF.lock().wait(arch::time::now_ns());
     match wait {
@@ -220,7 +221,10 @@ fn scan_pci(bridge: &HostBridge, found: &mut Vec<AnyTransport>) {
         let bars = match pci::prepare_bars(&ecam, f.bdf, bridge.placement, &mut allocator) {
             Ok((bars, placed)) => {
                 if placed && bridge.placement == BarPlacement::Firmware {
-                    log::info!("devices: {} has unassigned BARs, placed them in the PCI hole", f.bdf);
+                    log::info!(
+                        "devices: {} has unassigned BARs, placed them in the PCI hole",
+                        f.bdf
+                    );
                 }
                 bars
             }

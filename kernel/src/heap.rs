@@ -34,6 +34,8 @@ static ALLOCATOR: CountingHeap = CountingHeap;
 
 // SAFETY: forwards to talc unchanged; only counts.
 unsafe impl GlobalAlloc for CountingHeap {
+    /// # Safety
+    /// As the `GlobalAlloc` method: `layout` (and `ptr`) as the trait requires.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = HEAP.alloc(layout);
         if !p.is_null() {
@@ -42,6 +44,8 @@ unsafe impl GlobalAlloc for CountingHeap {
         p
     }
 
+    /// # Safety
+    /// As the `GlobalAlloc` method: `layout` (and `ptr`) as the trait requires.
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let p = HEAP.alloc_zeroed(layout);
         if !p.is_null() {
@@ -50,11 +54,15 @@ unsafe impl GlobalAlloc for CountingHeap {
         p
     }
 
+    /// # Safety
+    /// As the `GlobalAlloc` method: `layout` (and `ptr`) as the trait requires.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         HEAP.dealloc(ptr, layout);
         USED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
     }
 
+    /// # Safety
+    /// As the `GlobalAlloc` method: `layout` (and `ptr`) as the trait requires.
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = HEAP.realloc(ptr, layout, new_size);
         if !p.is_null() {
@@ -101,7 +109,7 @@ pub fn init() {
         let Some((start, size)) = take(left.min(arch::mm::largest_free_bytes())) else {
             break;
         };
-        // Safety: the frames are ours alone, identity-mapped RW, and never freed.
+        // SAFETY: the frames are ours alone, identity-mapped RW, and never freed.
         let claimed = unsafe { HEAP.lock().claim(start as *mut u8, size as usize) };
         if claimed.is_none() {
             // Too small for talc's metadata (first arena only): give it back.
@@ -154,6 +162,8 @@ unsafe impl RawMutex for RawSpin {
             .is_ok()
     }
 
+    /// # Safety
+    /// As `RawMutex::unlock`: only the holder of the lock calls it.
     unsafe fn unlock(&self) {
         self.0.store(false, Ordering::Release);
     }

@@ -18,17 +18,8 @@ mod task;
 
 use arch::BootInfo;
 
-/// Exit codes the kernel reports to the host (the runner decodes them).
-pub mod exit_code {
-    pub const SUCCESS: u8 = 0;
-    pub const SELFTEST_FAILED: u8 = 1;
-    pub const PANIC: u8 = 2;
-    /// Used by `arch::trap` for unexpected exceptions.
-    pub const EXCEPTION: u8 = 3;
-    pub const STACK_CANARY: u8 = 4;
-    /// The MCP server could not start (no devices, bad command line).
-    pub const SERVE_FAILED: u8 = 5;
-}
+/// Exit codes the kernel reports to the host (defined once in `arch`; the runner decodes them).
+pub use arch::exit_code;
 
 /// Called by the architecture's boot code with paging, FP/SIMD, console, traps,
 /// clock and the frame allocator up.

@@ -22,7 +22,7 @@ pub fn set_boot_info(info: &'static BootInfo) {
 }
 
 fn boot_info() -> Option<&'static BootInfo> {
-    // Safety: only ever set from a &'static BootInfo.
+    // SAFETY: only ever set from a &'static BootInfo.
     unsafe { BOOT_INFO.load(Ordering::Relaxed).as_ref() }
 }
 
@@ -144,7 +144,7 @@ fn frames() -> Result<(), &'static str> {
     let words = (64 * PAGE_SIZE / 8) as usize;
     let p = b as *mut u64;
     for i in 0..words {
-        // Safety: we own these frames and they are mapped RW.
+        // SAFETY: we own these frames and they are mapped RW.
         unsafe { p.add(i).write_volatile(i as u64 ^ 0xa5a5) };
     }
     for i in 0..words {
@@ -190,7 +190,7 @@ fn heap() -> Result<(), &'static str> {
     check(big[0] == 7 && big[big.len() - 1] == 7, "big contents")?;
     // Over-aligned layout.
     let layout = core::alloc::Layout::from_size_align(4096, 4096).unwrap();
-    // Safety: non-zero size; freed right away with the same layout.
+    // SAFETY: non-zero size; freed right away with the same layout.
     unsafe {
         let q = alloc::alloc::alloc(layout);
         check(
@@ -382,7 +382,7 @@ fn write_text() {
         "selftest write-text: writing to kernel text at {:#x}",
         p as usize
     );
-    // Safety: none — this must fault (text is mapped read+execute only).
+    // SAFETY: none — this must fault (text is mapped read+execute only).
     unsafe { p.write_volatile(0xcc) };
 }
 
@@ -391,7 +391,7 @@ static mut DATA_CODE: [u8; 16] = [0xff; 16];
 
 fn exec_data() {
     let code = arch::cpu::RET_INSTRUCTION;
-    // Safety: single-threaded boot; the buffer is only used here.
+    // SAFETY: single-threaded boot; the buffer is only used here.
     let p = unsafe {
         let buf = &mut *core::ptr::addr_of_mut!(DATA_CODE);
         buf[..code.len()].copy_from_slice(code);
@@ -401,14 +401,14 @@ fn exec_data() {
         "selftest exec-data: calling into .data at {:#x}",
         p as usize
     );
-    // Safety: none — this must fault (data is mapped no-execute).
+    // SAFETY: none — this must fault (data is mapped no-execute).
     let f: extern "C" fn() = unsafe { core::mem::transmute(p) };
     f();
 }
 
 fn null_read() {
     log::info!("selftest null-read: reading address 0");
-    // Safety: none — page 0 is unmapped, this must fault.
+    // SAFETY: none — page 0 is unmapped, this must fault.
     let v = unsafe { arch::cpu::read_u64(0) };
     log::error!("null read returned {v:#x}");
 }
@@ -465,7 +465,7 @@ fn canary() {
     let r = task::spawn("canary", task::DEFAULT_STACK_PAGES, || {
         let s = task::current_stack().unwrap();
         log::info!("selftest canary: overwriting the canary at {:#x}", s.bottom);
-        // Safety: the bottom word of our own stack is mapped; this simulates an
+        // SAFETY: the bottom word of our own stack is mapped; this simulates an
         // overflow that stopped short of the guard page.
         unsafe { (s.bottom as *mut u64).write_volatile(0) };
         task::yield_now();

@@ -47,7 +47,7 @@ pub fn spawn(
     body: impl FnOnce() + Send + 'static,
 ) -> Result<(), SpawnError> {
     let stack = arch::mm::alloc_stack(stack_pages).ok_or(SpawnError::NoStackMemory)?;
-    // Safety: the stack was just mapped for us.
+    // SAFETY: the stack was just mapped for us.
     unsafe { stack.plant_canary() };
     let mut task = Box::new(Task {
         name,
@@ -85,7 +85,7 @@ pub fn run() {
             let to = &s.tasks[i].ctx as *const Context;
             (&mut s.boot_ctx as *mut Context, to)
         };
-        // Safety: both contexts live in the static scheduler / boxed tasks,
+        // SAFETY: both contexts live in the static scheduler / boxed tasks,
         // which are not freed while switched to.
         unsafe { switch(from, to) };
         SCHED.lock().current = None;
@@ -101,7 +101,7 @@ pub fn yield_now() {
         let from = &mut s.tasks[i].ctx as *mut Context;
         (from, &s.boot_ctx as *const Context)
     };
-    // Safety: see `run`.
+    // SAFETY: see `run`.
     unsafe { switch(from, to) };
 }
 
@@ -112,7 +112,7 @@ pub fn current_stack() -> Option<Stack> {
 }
 
 fn check_canary(t: &Task) {
-    // Safety: the stack stays mapped until the task is freed.
+    // SAFETY: the stack stays mapped until the task is freed.
     if !unsafe { t.stack.canary_intact() } {
         log::error!(
             "stack canary of task '{}' smashed (stack {:#x}-{:#x})",
@@ -125,7 +125,7 @@ fn check_canary(t: &Task) {
 }
 
 extern "C" fn task_entry(arg: usize) -> ! {
-    // Safety: `arg` is the boxed Task set up by `spawn`; it outlives the task.
+    // SAFETY: `arg` is the boxed Task set up by `spawn`; it outlives the task.
     let task = unsafe { &mut *(arg as *mut Task) };
     if let Some(body) = task.body.take() {
         body();
@@ -137,7 +137,7 @@ extern "C" fn task_entry(arg: usize) -> ! {
         let from = &mut task.ctx as *mut Context;
         (from, &s.boot_ctx as *const Context)
     };
-    // Safety: see `run`. A finished task is never switched to again.
+    // SAFETY: see `run`. A finished task is never switched to again.
     unsafe { switch(from, to) };
     unreachable!("finished task resumed");
 }

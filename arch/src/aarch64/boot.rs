@@ -188,6 +188,10 @@ extern "Rust" {
 }
 
 /// Rust side of the boot: runs once, on the boot stack, MMU on (boot map).
+///
+/// # Safety
+/// Only the entry asm above calls it, once, on the boot CPU, with `dtb` as the loader
+/// passed it in x0 and `boot_ticks` the counter read at the first instruction.
 unsafe extern "C" fn rust_entry(dtb: u64, boot_ticks: u64) -> ! {
     super::time::init(boot_ticks);
     super::trap::init();

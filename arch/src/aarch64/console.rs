@@ -89,5 +89,5 @@ impl fmt::Write for Writer {
 pub fn early_panic(args: fmt::Arguments<'_>) -> ! {
     use fmt::Write;
     let _ = writeln!(Writer, "\nBOOT FAILED: {args}");
-    super::power::exit(super::trap::EXIT_EXCEPTION)
+    super::power::exit(crate::exit_code::EXCEPTION)
 }

@@ -2,15 +2,11 @@
 //! and the small CPU helpers the kernel's self-tests need.
 
 use core::arch::asm;
-use core::cell::UnsafeCell;
 
 use crate::cpu_features::CpuFeatures;
+use crate::spin::WriteOnce;
 
-struct FeatureCell(UnsafeCell<Option<CpuFeatures>>);
-// SAFETY: written once by `init` on the boot CPU before anything reads it.
-unsafe impl Sync for FeatureCell {}
-
-static FEATURES: FeatureCell = FeatureCell(UnsafeCell::new(None));
+static FEATURES: WriteOnce<CpuFeatures> = WriteOnce::new();
 
 macro_rules! read_sysreg {
     ($name:literal) => {{
@@ -22,7 +18,7 @@ macro_rules! read_sysreg {
 }
 
 pub(super) fn init() {
-    let f = crate::id_aa64::decode(
+    let f = super::id_aa64::decode(
         read_sysreg!("id_aa64pfr0_el1"),
         read_sysreg!("id_aa64isar0_el1"),
         read_sysreg!("id_aa64isar1_el1"),
@@ -46,17 +42,13 @@ pub(super) fn init() {
             );
         }
     }
-    // SAFETY: boot CPU, before any reader exists.
-    unsafe { *FEATURES.0.get() = Some(f) };
+    // Only fails if called twice; the first detection stays.
+    let _ = FEATURES.set(f);
 }
 
+/// What this CPU has; set by [`init`] at boot, before anything else reads it.
 pub fn features() -> &'static CpuFeatures {
-    // SAFETY: only written by `init`, on the boot CPU before `kernel_main`.
-    if unsafe { (*FEATURES.0.get()).is_none() } {
-        init();
-    }
-    // SAFETY: as above; set by now.
-    unsafe { (*FEATURES.0.get()).as_ref().unwrap_unchecked() }
+    FEATURES.get().expect("cpu::features() before cpu::init()")
 }
 
 /// SVE vector length in bytes (16..=256), `None` without SVE. `RDVL x0, #1`

@@ -27,8 +27,8 @@ use crate::stack::Stack;
 
 pub use crate::frame_alloc::PAGE_SIZE;
 
-pub use crate::vmsa::MapError;
-use crate::vmsa::{Tables, DATA, DEVICE, MAIR as VMSA_MAIR, NORMAL, RODATA, TEXT, VALID};
+pub use super::vmsa::MapError;
+use super::vmsa::{Tables, DATA, DEVICE, MAIR as VMSA_MAIR, NORMAL, RODATA, TEXT, VALID};
 
 pub(super) const MAIR: u64 = VMSA_MAIR;
 
@@ -327,7 +327,7 @@ pub fn is_mapped(va: u64) -> bool {
     // SAFETY: reading TTBR0_EL1 has no side effects.
     unsafe { asm!("mrs {}, ttbr0_el1", out(reg) root, options(nomem, nostack)) };
     // SAFETY: the live tables sit in identity-mapped RAM and are only read.
-    unsafe { Tables::new(root & crate::vmsa::ADDR_MASK) }
+    unsafe { Tables::new(root & super::vmsa::ADDR_MASK) }
         .translate(va)
         .is_some()
 }

@@ -2,10 +2,9 @@
 //!
 //! - With QEMU `-semihosting`: Arm semihosting SYS_EXIT_EXTENDED (0x20) with
 //!   reason ADP_Stopped_ApplicationExit (0x20026); QEMU exits with the
-//!   subcode as its status. We pass `0x81 + 2 * code`, the status x86's
-//!   isa-debug-exit produces, so one decoding serves both architectures and
-//!   the runner can tell a kernel exit from a QEMU error (1) or a power-off
-//!   without a code (0). Semihosting traps are `HLT #0xF000` on A64.
+//!   subcode as its status. We pass `exit_code::qemu_status(code)`, the status
+//!   x86's isa-debug-exit produces, so one decoding serves both architectures
+//!   (see [`crate::exit_code`]). Semihosting traps are `HLT #0xF000` on A64.
 //! - Otherwise: PSCI SYSTEM_OFF (0x8400_0008) through the conduit the FDT's
 //!   /psci `method` names (hvc on virt at EL1); QEMU then exits with 0, so a
 //!   non-zero code is only visible on the console.
@@ -75,16 +74,11 @@ pub fn semihosting() -> bool {
     SEMIHOSTING.load(Ordering::Relaxed)
 }
 
-/// Power off; `code` 0 = success. Never returns.
-/// Codes above 63 are clamped to 63 (as on x86).
+/// Power off with a code from [`crate::exit_code`]. Never returns.
 pub fn exit(code: u8) -> ! {
-    let code = code.min(63);
-    let mut line = *b"microkernelia: exit 00\n";
-    line[20] = b'0' + code / 10;
-    line[21] = b'0' + code % 10;
-    super::console::write_bytes(&line);
+    super::console::write_bytes(&crate::exit_code::exit_line(code));
     if semihosting() {
-        let status = 0x81 + 2 * code as u64;
+        let status = crate::exit_code::qemu_status(code) as u64;
         let block = [ADP_STOPPED_APPLICATION_EXIT, status];
         // SAFETY: semihosting is on (probed); QEMU reads the two-word block.
         unsafe {

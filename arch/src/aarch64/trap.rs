@@ -6,17 +6,16 @@
 //! The asm saves all general registers plus SP_EL0, ELR, SPSR, ESR and FAR in
 //! a [`TrapFrame`], calls [`handle`], restores and returns (`eret`) if the
 //! handler resumes; an unexpected exception never returns: it prints the
-//! report and powers off with [`EXIT_EXCEPTION`].
+//! report and powers off with [`exit_code::EXCEPTION`].
 
 use core::arch::{asm, global_asm};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::console::Writer;
-use crate::esr::Esr;
+use super::esr::Esr;
+use crate::exit_code;
 
-/// Exit code for an unexpected exception (the kernel's `exit_code::EXCEPTION`).
-pub const EXIT_EXCEPTION: u8 = 3;
 
 /// Saved state of the interrupted code (layout shared with the asm below).
 #[repr(C)]
@@ -160,10 +159,10 @@ extern "C" fn handle(frame: &mut TrapFrame, kind: u64) {
         super::console::write_bytes(
             b"\n*** nested CPU exception while printing an exception report\n",
         );
-        super::power::exit(EXIT_EXCEPTION);
+        super::power::exit(exit_code::EXCEPTION);
     }
     report(frame, kind);
-    super::power::exit(EXIT_EXCEPTION)
+    super::power::exit(exit_code::EXCEPTION)
 }
 
 fn report(f: &TrapFrame, kind: u64) {

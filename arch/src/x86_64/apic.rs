@@ -33,17 +33,17 @@ static TIMER_IRQS: AtomicU64 = AtomicU64::new(0);
 static OTHER_IRQS: AtomicU64 = AtomicU64::new(0);
 
 fn read(reg: u64) -> u32 {
-    // Safety: `BASE` is mapped uncached by `init` before any access.
+    // SAFETY: `BASE` is mapped uncached by `init` before any access.
     unsafe { ((BASE.load(Ordering::Relaxed) + reg) as *const u32).read_volatile() }
 }
 
 fn write(reg: u64, v: u32) {
-    // Safety: as in `read`.
+    // SAFETY: as in `read`.
     unsafe { ((BASE.load(Ordering::Relaxed) + reg) as *mut u32).write_volatile(v) }
 }
 
 fn mask_legacy_pics() {
-    // Safety: the standard 8259 initialisation sequence; on machines without
+    // SAFETY: the standard 8259 initialisation sequence; on machines without
     // PICs (microvm pic=off) the ports are unassigned and ignore writes.
     unsafe {
         outb(0x20, 0x11); // ICW1: init, ICW4 follows
@@ -66,7 +66,7 @@ pub fn init() {
     if cpuid(1, 0).edx & (1 << 9) == 0 {
         return;
     }
-    // Safety: the APIC base MSR exists when CPUID reports an APIC.
+    // SAFETY: the APIC base MSR exists when CPUID reports an APIC.
     let msr = unsafe { rdmsr(IA32_APIC_BASE) };
     if msr & (1 << 11) == 0 || msr & (1 << 10) != 0 {
         return; // globally disabled, or in x2APIC mode (MMIO unusable)
@@ -105,7 +105,7 @@ pub fn sleep(ns: u64) -> bool {
     let ticks = (ns as u128 * per_ms as u128 / 1_000_000).clamp(1, u32::MAX as u128) as u32;
     write(REG_LVT_TIMER, TIMER_VECTOR as u32); // unmasked, one-shot
     write(REG_INITIAL_COUNT, ticks);
-    // Safety: the IDT handles every vector; `sti; hlt` is atomic (the STI
+    // SAFETY: the IDT handles every vector; `sti; hlt` is atomic (the STI
     // shadow covers HLT), so a timer already pending wakes the HLT. The
     // handler may use any caller-saved register, hence the clobbers.
     unsafe { core::arch::asm!("sti", "hlt", "cli", clobber_abi("C")) };

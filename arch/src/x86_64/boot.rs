@@ -158,7 +158,7 @@ fn read_phys(phys: u64, buf: &mut [u8]) -> bool {
     if phys < 0x1000 || end > 1 << 32 {
         return false;
     }
-    // Safety: identity-mapped by the early page tables.
+    // SAFETY: identity-mapped by the early page tables.
     unsafe { core::ptr::copy_nonoverlapping(phys as *const u8, buf.as_mut_ptr(), buf.len()) };
     true
 }
@@ -170,16 +170,16 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     super::trap::init();
     super::time::start_calibration();
 
-    // Safety: written only here, before anything else can see it.
+    // SAFETY: written only here, before anything else can see it.
     let info = unsafe { &mut *addr_of_mut!(BOOT_INFO) };
-    if let Err(e) = crate::pvh::parse(start_info as u64, &mut read_phys, info) {
+    if let Err(e) = super::pvh::parse(start_info as u64, &mut read_phys, info) {
         let _ = writeln!(
             super::console::Writer,
             "boot: bad hvm_start_info at {start_info:#x}: {e:?}"
         );
-        super::power::exit(3);
+        super::power::exit(crate::exit_code::EXCEPTION);
     }
-    // Safety: linker symbols; only their addresses are used.
+    // SAFETY: linker symbols; only their addresses are used.
     unsafe {
         info.kernel_start = &__kernel_start as *const u8 as u64;
         info.kernel_end = &__kernel_end as *const u8 as u64;
@@ -188,6 +188,6 @@ extern "C" fn x86_64_start(start_info: u32) -> ! {
     super::time::finish_calibration();
     super::apic::init();
     let info: &'static BootInfo = info;
-    // Safety: provided by the kernel binary with exactly this signature.
+    // SAFETY: provided by the kernel binary with exactly this signature.
     unsafe { kernel_main(info) }
 }

@@ -9,7 +9,7 @@ const LSR_DATA_READY: u8 = 1 << 0;
 const LSR_THR_EMPTY: u8 = 1 << 5;
 
 pub fn init() {
-    // Safety: standard 16550 programming sequence on the COM1 ports.
+    // SAFETY: standard 16550 programming sequence on the COM1 ports.
     unsafe {
         outb(COM1 + 1, 0x00); // no interrupts
         outb(COM1 + 3, 0x80); // DLAB on
@@ -28,7 +28,7 @@ const FIFO_DEPTH: usize = 16;
 fn wait_fifo_empty() {
     // Bounded wait: a missing UART reads 0xff ("empty") anyway.
     for _ in 0..100_000 {
-        // Safety: reading the line status register has no side effects.
+        // SAFETY: reading the line status register has no side effects.
         if unsafe { inb(LSR) } & LSR_THR_EMPTY != 0 {
             return;
         }
@@ -49,7 +49,7 @@ pub fn write_bytes(bytes: &[u8]) {
                 wait_fifo_empty();
                 room = FIFO_DEPTH;
             }
-            // Safety: writing the transmit holding register.
+            // SAFETY: writing the transmit holding register.
             unsafe { outb(COM1, *c) };
             room -= 1;
         }
@@ -57,7 +57,7 @@ pub fn write_bytes(bytes: &[u8]) {
 }
 
 pub fn read_byte() -> Option<u8> {
-    // Safety: reading LSR then RBR.
+    // SAFETY: reading LSR then RBR.
     unsafe { (inb(LSR) & LSR_DATA_READY != 0 && inb(LSR) != 0xff).then(|| inb(COM1)) }
 }
 

@@ -58,7 +58,7 @@ struct DescriptorPtr {
 
 /// IST stack `index` (1-based, as in the IDT), with its guard page.
 pub fn ist_stack(index: u8) -> crate::stack::Stack {
-    // Safety: only the address is taken.
+    // SAFETY: only the address is taken.
     let base = unsafe { addr_of!(IST_STACKS.0) as *const u8 as u64 };
     let guard = base + (index as u64 - 1) * (PAGE + IST_STACK_SIZE) as u64;
     crate::stack::Stack {
@@ -73,7 +73,7 @@ pub fn ist_stacks() -> impl Iterator<Item = crate::stack::Stack> {
 }
 
 pub fn init() {
-    // Safety: single-threaded boot; the GDT and TSS are static and live forever.
+    // SAFETY: single-threaded boot; the GDT and TSS are static and live forever.
     unsafe {
         let tss = &mut *addr_of_mut!(TSS);
         for i in 1..=IST_COUNT as u8 {

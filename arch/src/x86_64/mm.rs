@@ -77,50 +77,59 @@ fn sym(s: &u8) -> u64 {
     s as *const u8 as u64
 }
 
-fn table(phys: u64) -> &'static mut [u64; 512] {
-    // Safety: page tables are identity-mapped RAM frames owned by MM.
+/// The page table in the frame at `phys`.
+///
+/// # Safety
+/// `phys` must be a page-table frame (identity-mapped RAM) that no other live reference
+/// points into: frames owned by [`MM`], used under its lock, or read-only walks of the
+/// live tables (`is_mapped`) that tolerate concurrent updates of single entries.
+unsafe fn table(phys: u64) -> &'static mut [u64; 512] {
+    // SAFETY: as the caller guarantees.
     unsafe { &mut *(phys as *mut [u64; 512]) }
 }
 
 fn invlpg(addr: u64) {
-    // Safety: invalidating a TLB entry is always safe.
+    // SAFETY: invalidating a TLB entry is always safe.
     unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack)) };
 }
 
 impl Mm {
     fn new_table(&mut self) -> Result<u64, MapError> {
         let t = self.frames.alloc(1, PAGE_SIZE).ok_or(MapError::NoMemory)?;
-        table(t).fill(0);
+        // SAFETY: a fresh frame from our allocator, not yet linked into any table.
+        unsafe { table(t) }.fill(0);
         Ok(t)
     }
 
     /// Walk to the entry for `addr` at level `stop` (1 = PT, 2 = PD), creating
     /// tables and splitting 2 MiB pages on the way as needed.
     fn entry(&mut self, addr: u64, stop: u32) -> Result<&'static mut u64, MapError> {
+        // SAFETY (every `table` call here): `self` (the locked MM) owns the tables reached
+        // from `pml4`; each reference lives for one statement.
         let mut t = self.pml4;
         for level in (stop + 1..=4).rev() {
             let idx = ((addr >> (12 + 9 * (level - 1))) & 511) as usize;
-            let e = table(t)[idx];
+            let e = unsafe { table(t) }[idx];
             if e & P == 0 {
                 let n = self.new_table()?;
-                table(t)[idx] = n | P | W;
+                (unsafe { table(t) })[idx] = n | P | W;
                 t = n;
             } else if e & PS != 0 {
                 // Only 2 MiB pages are ever created (level 2); split into 4 KiB.
                 let n = self.new_table()?;
                 let base = e & ADDR & !(HUGE - 1);
                 let flags = e & !(ADDR | PS);
-                for (i, pte) in table(n).iter_mut().enumerate() {
+                for (i, pte) in unsafe { table(n) }.iter_mut().enumerate() {
                     *pte = (base + i as u64 * PAGE_SIZE) | flags;
                 }
-                table(t)[idx] = n | P | W;
+                (unsafe { table(t) })[idx] = n | P | W;
                 t = n;
             } else {
                 t = e & ADDR;
             }
         }
         let idx = ((addr >> (12 + 9 * (stop - 1))) & 511) as usize;
-        Ok(&mut table(t)[idx])
+        Ok(&mut unsafe { table(t) }[idx])
     }
 
     fn map_4k(&mut self, addr: u64, flags: u64) -> Result<(), MapError> {
@@ -192,7 +201,7 @@ pub fn init(info: &BootInfo) {
         }
     }
     // The kernel image, whatever the memory map says about it.
-    // Safety (all `sym` calls): linker symbols, only addresses taken.
+    // SAFETY (all `sym` calls): linker symbols, only addresses taken.
     let (text, text_end, ro, ro_end, kend) = unsafe {
         (
             sym(&__text_start),
@@ -223,14 +232,14 @@ pub fn init(info: &BootInfo) {
     }
 
     let pml4 = mm.pml4;
-    // Safety: the new tables identity-map all RAM including the running code,
+    // SAFETY: the new tables identity-map all RAM including the running code,
     // its stack and these tables.
     unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack)) };
     mm.live = true;
 }
 
 pub fn boot_stack() -> Stack {
-    // Safety: linker symbols, only addresses taken.
+    // SAFETY: linker symbols, only addresses taken.
     unsafe {
         Stack {
             bottom: sym(&boot_stack_bottom),
@@ -327,14 +336,15 @@ pub fn guard_page_stack(addr: u64) -> Option<Stack> {
 /// so the trap handler can use it).
 pub fn is_mapped(addr: u64) -> bool {
     let mut t: u64;
-    // Safety: reading CR3.
+    // SAFETY: reading CR3.
     unsafe { asm!("mov {}, cr3", out(reg) t, options(nomem, nostack)) };
     t &= ADDR;
     if addr >= 1 << 47 {
         return false;
     }
     for level in (1..=4u32).rev() {
-        let e = table(t)[((addr >> (12 + 9 * (level - 1))) & 511) as usize];
+        // SAFETY: a read of one entry of the live tables (identity-mapped frames).
+        let e = unsafe { table(t) }[((addr >> (12 + 9 * (level - 1))) & 511) as usize];
         if e & P == 0 {
             return false;
         }

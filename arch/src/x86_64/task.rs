@@ -66,7 +66,7 @@ impl Context {
             arch_task_start as *const () as u64,
         ];
         let base = top - 24 - 6 * 8;
-        // Safety: the caller hands us a fresh, mapped stack.
+        // SAFETY: the caller hands us a fresh, mapped stack.
         unsafe {
             core::ptr::copy_nonoverlapping(frame.as_ptr(), base as *mut u64, 7);
         }

@@ -43,7 +43,7 @@ const PIT_HZ: u64 = 1_193_182;
 const PIT_WINDOW_MS: u64 = 2;
 
 fn rdtsc() -> u64 {
-    // Safety: RDTSC is always available on x86_64.
+    // SAFETY: RDTSC is always available on x86_64.
     unsafe { _rdtsc() }
 }
 
@@ -115,7 +115,7 @@ fn cpuid_frequency() -> Option<(u64, usize)> {
 }
 
 fn pit_read() -> u64 {
-    // Safety: latch + read of PIT channel 0.
+    // SAFETY: latch + read of PIT channel 0.
     unsafe {
         outb(0x43, 0x00); // latch channel 0
         let lo = inb(0x40) as u64;
@@ -142,7 +142,7 @@ fn pit_read_timed() -> Option<(u64, u64)> {
 /// which microvm does not have. Interrupts are off, so the IRQ0 that mode 0
 /// raises at terminal count goes nowhere.
 fn pit_start() -> Option<(u64, u64)> {
-    // Safety: standard PIT programming; without a PIT the ports read 0xff.
+    // SAFETY: standard PIT programming; without a PIT the ports read 0xff.
     unsafe {
         outb(0x43, 0x30); // channel 0, lobyte/hibyte, mode 0, binary
         outb(0x40, 0xff);
@@ -190,7 +190,7 @@ fn ticks_to_ns(ticks: u64) -> u64 {
 }
 
 fn boot() -> u64 {
-    // Safety: written once by the entry code before any Rust ran.
+    // SAFETY: written once by the entry code before any Rust ran.
     unsafe { core::ptr::addr_of!(boot_tsc).read() }
 }
 

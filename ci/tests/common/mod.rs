@@ -11,12 +11,8 @@ use ci::{run_captured, VmConfig, VmOutcome};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Kernel exit codes (kernel/src/main.rs `exit_code`).
-pub const SUCCESS: u8 = 0;
-pub const SELFTEST_FAILED: u8 = 1;
-pub const PANIC: u8 = 2;
-pub const EXCEPTION: u8 = 3;
-pub const STACK_CANARY: u8 = 4;
+/// The kernel's exit codes, from their one definition.
+pub use arch::exit_code::{EXCEPTION, PANIC, SELFTEST_FAILED, STACK_CANARY, SUCCESS};
 
 /// The self-tests a normal boot runs (kernel/src/selftest.rs), on every architecture.
 pub const SELFTESTS: [&str; 9] = [

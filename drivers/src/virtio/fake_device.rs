@@ -14,10 +14,14 @@ pub(crate) struct Queue {
     pub last_avail: u16,
 }
 
+/// # Safety
+/// `addr` must point at a `T` in a ring the driver gave the device.
 unsafe fn rd<T: Copy>(addr: u64) -> T {
     // SAFETY: callers pass ring addresses the driver gave the device.
     unsafe { (addr as *const T).read_volatile() }
 }
+/// # Safety
+/// As [`rd`], for a write.
 unsafe fn wr<T>(addr: u64, v: T) {
     // SAFETY: as above.
     unsafe { (addr as *mut T).write_volatile(v) }

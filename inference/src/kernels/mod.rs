@@ -1,6 +1,7 @@
 //! Quantised matmul kernels: one portable scalar path and SIMD paths per ISA, chosen once at
 //! start-up from a [`CpuFeatures`] the caller passes in (the crate never detects features itself,
-//! so tests can force every path and the kernel can use its own CPUID / ID-register code).
+//! so tests can force every path; the kernel passes what `arch` decoded at boot, host programs
+//! [`host_features`]). [`KernelVariant::supported`] is the one mapping from features to variants.
 //!
 //! Work is tiled as up to `TILE` weight rows × `TILE` activation rows, so a prefill batch reuses
 //! each weight tile (and the activations quantised once per call) from cache; rows are split over
@@ -11,7 +12,6 @@ mod act;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-mod features;
 #[cfg(target_arch = "x86_64")]
 mod gemm_avx2;
 #[cfg(any(test, feature = "std"))]
@@ -25,29 +25,10 @@ use crate::quant::{check_row_len, matrix_bytes, row_bytes, QuantType, RowLenErro
 use act::{ActFns, ActFormat, QActs};
 use alloc::vec;
 use alloc::vec::Vec;
-#[cfg(target_arch = "aarch64")]
-pub use features::read_aarch64_id_regs;
-#[cfg(target_arch = "x86_64")]
-pub use features::read_x86_cpuid;
-pub use features::{Aarch64IdRegs, X86Cpuid};
+/// What the CPU has and the OS allows (`arch`'s decoding); `Default` is nothing: the scalar path.
+pub use arch::CpuFeatures;
 #[cfg(any(test, feature = "std"))]
 pub use host::host_features;
-
-/// CPU features the kernels may use. `Default` is none: the scalar path.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuFeatures {
-    pub avx2: bool,
-    pub fma: bool,
-    pub f16c: bool,
-    pub avx512f: bool,
-    pub avx512bw: bool,
-    pub avx512vl: bool,
-    pub avx512vnni: bool,
-    pub avxvnni: bool,
-    pub neon: bool,
-    pub dotprod: bool,
-    pub i8mm: bool,
-}
 
 /// Kernel implementations, best last within each ISA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

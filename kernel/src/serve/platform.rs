@@ -1,5 +1,6 @@
 //! The service's platform interfaces over the kernel: virtio-fs for the share, the logger's
-//! ring for `logs`, the heap's counters, the arch CPU features (mapped to the engine's).
+//! ring for `logs`, the heap's counters, the CPU features `arch` decoded at boot (the
+//! engine's type: it picks its kernels from them).
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
@@ -107,26 +108,6 @@ impl MemoryStats for HeapStats {
     }
 }
 
-/// Engine features from the arch's CPUID / ID-register decoding. AVX state must also be
-/// enabled in XCR0 (bit 2: YMM; bits 5-7: AVX-512), else those instructions fault.
-pub fn engine_features(f: &arch::CpuFeatures) -> inference::kernels::CpuFeatures {
-    let ymm = f.xcr0 & 0b110 == 0b110;
-    let zmm = ymm && f.xcr0 & 0xe0 == 0xe0;
-    inference::kernels::CpuFeatures {
-        avx2: ymm && f.avx2,
-        fma: ymm && f.fma,
-        f16c: ymm && f.f16c,
-        avx512f: zmm && f.avx512f,
-        avx512bw: zmm && f.avx512bw,
-        avx512vl: zmm && f.avx512vl,
-        avx512vnni: zmm && f.avx512vnni,
-        avxvnni: ymm && f.avx_vnni,
-        neon: f.neon,
-        dotprod: f.dotprod,
-        i8mm: f.i8mm,
-    }
-}
-
 pub fn platform(fs: Fs) -> Platform {
     let f = arch::cpu::features();
     Platform {
@@ -146,7 +127,7 @@ pub fn platform(fs: Fs) -> Platform {
                 "aarch64"
             },
             cpu_feature_names: f.simd_names().map(String::from).collect(),
-            cpu_features: engine_features(f),
+            cpu_features: *f,
         },
     }
 }
