@@ -14,6 +14,7 @@ use ci::daemons::{DeviceBus, DeviceOptions, VmDevices};
 use ci::exit::KernelExit;
 use ci::live_vm::LiveVm;
 use ci::{run_captured, Machine, VmConfig, VmOutcome};
+use mcp::frame::encode_frame;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -156,16 +157,11 @@ fn guest_lists_share_and_checksums_64_mib_file() {
 }
 
 fn write_frame(s: &mut impl Write, payload: &[u8]) {
-    s.write_all(&(payload.len() as u32).to_be_bytes()).unwrap();
-    s.write_all(payload).unwrap();
+    s.write_all(&encode_frame(payload)).unwrap();
 }
 
 fn read_frame(s: &mut impl Read) -> Vec<u8> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).unwrap();
-    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut payload).unwrap();
-    payload
+    mcp::frame::read_frame(1 << 20, |buf| s.read_exact(buf)).unwrap()
 }
 
 #[test]
@@ -207,8 +203,8 @@ fn vsock_echoes_1b_64k_1m_on_two_connections_and_survives_a_dropped_one() {
         let dropped = devices
             .connect_vsock(5000, Duration::from_secs(10))
             .map(|mut s| {
-                s.write_all(&(1000u32).to_be_bytes()).unwrap();
-                s.write_all(&[7u8; 300]).unwrap();
+                // The header of a 1000-byte frame and 300 of its bytes.
+                s.write_all(&encode_frame(&[7u8; 1000])[..304]).unwrap();
             });
         let host_side = format!(
             "listening seen: {listening}, {results:?}, dropped: {dropped:?}, after {:?}",

@@ -12,6 +12,7 @@
 use ci::build::{kernel_image, repo_root};
 use ci::mcp_vm::{McpVm, McpVmSpec};
 use ci::Machine;
+use mcp::frame::{encode_frame, read_frame, DEFAULT_MAX_FRAME};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -102,15 +103,12 @@ impl Client {
 
     fn send(&mut self, v: &Value) {
         let b = serde_json::to_vec(v).unwrap();
-        self.s.write_all(&(b.len() as u32).to_be_bytes()).unwrap();
-        self.s.write_all(&b).unwrap();
+        self.s.write_all(&encode_frame(&b)).unwrap();
     }
 
     fn recv(&mut self) -> Value {
-        let mut len = [0u8; 4];
-        self.s.read_exact(&mut len).expect("a frame from the guest");
-        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut b).unwrap();
+        let b = read_frame(DEFAULT_MAX_FRAME, |buf| self.s.read_exact(buf))
+            .expect("a frame from the guest");
         serde_json::from_slice(&b).unwrap()
     }
 

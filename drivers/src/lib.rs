@@ -20,11 +20,13 @@
 //!   with credit handling for messages of megabytes.
 //! - [`idle`]: how long a polling loop waits after an empty poll (spin, then
 //!   sleeps that double up to a cap).
+//! - [`clock`]: the time source and deadline of the drivers' waiting loops.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod acpi_mcfg;
+pub mod clock;
 pub mod fuse;
 pub mod hal;
 pub mod idle;

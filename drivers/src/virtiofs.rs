@@ -8,6 +8,7 @@
 //! capacity; completions may come back in any order (virtiofsd runs a thread
 //! pool), so each is matched by its tag, never by position.
 
+use crate::clock::Clock;
 use crate::fuse::{self, Attr, DirEntry, EntryOut, FsError, Opcode, ROOT_ID};
 use crate::virtio::{negotiate_features, VirtioTransport, DEVICE_ID_FS};
 use alloc::{string::String, vec, vec::Vec};
@@ -434,15 +435,6 @@ impl<C: FuseChannel> FsClient<C> {
     }
 }
 
-/// Time source for request deadlines.
-#[derive(Clone, Copy)]
-pub struct Clock {
-    pub now_ns: fn() -> u64,
-    /// Called while waiting for the device (e.g. a `pause`/`yield`).
-    pub idle: fn(),
-    pub timeout_ns: u64,
-}
-
 /// Queue sizes: the request queue keeps 2 descriptors per request (request
 /// and reply buffer), so 64 entries give 32 requests in flight.
 pub const REQUEST_QUEUE_SIZE: usize = 64;
@@ -580,7 +572,7 @@ impl<H: Hal, T: VirtioTransport> FuseChannel for VirtioFsChannel<H, T> {
     }
 
     fn complete(&mut self) -> Result<(u16, Vec<u8>), FsError> {
-        let start = (self.clock.now_ns)();
+        let start = self.clock.now();
         let mut spins = 0u32;
         loop {
             if let Some(token) = self.requests.peek_used() {
@@ -599,11 +591,11 @@ impl<H: Hal, T: VirtioTransport> FuseChannel for VirtioFsChannel<H, T> {
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(1024) {
                 self.check_device()?;
-                if (self.clock.now_ns)().saturating_sub(start) > self.clock.timeout_ns {
+                if self.clock.expired(start) {
                     return Err(FsError::Timeout);
                 }
             }
-            (self.clock.idle)();
+            self.clock.idle();
         }
     }
 }

@@ -19,6 +19,7 @@
 //! none on microvm's mmio IRQs, GIC on virt) and adds no latency under TCG;
 //! the loop calls an idle hook between empty polls so the CPU can pause.
 
+use crate::clock::Clock;
 use crate::virtio::Kicker;
 use alloc::{collections::VecDeque, vec::Vec};
 use virtio_drivers::{
@@ -84,17 +85,8 @@ struct Conn {
     unadvertised: u32,
 }
 
-/// Time source and idle hook for the waiting loops.
-#[derive(Clone, Copy)]
-pub struct Clock {
-    pub now_ns: fn() -> u64,
-    pub idle: fn(),
-    pub timeout_ns: u64,
-}
-
 pub struct VsockServer<H: Hal, T: Transport> {
     mgr: VsockConnectionManager<H, T, RX_BUFFER_SIZE>,
-    port: u32,
     conns: Vec<Conn>,
     accepted: VecDeque<ConnId>,
     clock: Clock,
@@ -112,7 +104,6 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
         mgr.listen(port);
         Self {
             mgr,
-            port,
             conns: Vec::new(),
             accepted: VecDeque::new(),
             clock,
@@ -129,7 +120,7 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
 
     fn kick_if_idle(&mut self) {
         let Some(k) = self.kicker else { return };
-        let now = (self.clock.now_ns)();
+        let now = self.clock.now();
         if now.saturating_sub(self.last_kick_ns) >= KICK_INTERVAL_NS {
             self.last_kick_ns = now;
             k.kick(0); // RX: buffers we gave back
@@ -139,10 +130,6 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
 
     pub fn guest_cid(&self) -> u64 {
         self.mgr.guest_cid()
-    }
-
-    pub fn port(&self) -> u32 {
-        self.port
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
@@ -249,21 +236,21 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
     /// Reads exactly `buf.len()` bytes, polling the device while waiting.
     pub fn recv_exact(&mut self, id: ConnId, buf: &mut [u8]) -> Result<(), VsockError> {
         let mut done = 0;
-        let mut last_progress = (self.clock.now_ns)();
+        let mut last_progress = self.clock.now();
         while done < buf.len() {
             let n = self.recv(id, &mut buf[done..])?;
             done += n;
             if n > 0 {
-                last_progress = (self.clock.now_ns)();
+                last_progress = self.clock.now();
                 continue;
             }
             if !self.poll()? {
-                if (self.clock.now_ns)().saturating_sub(last_progress) > self.clock.timeout_ns {
+                if self.clock.expired(last_progress) {
                     return Err(VsockError::Timeout);
                 }
-                (self.clock.idle)();
+                self.clock.idle();
             } else {
-                last_progress = (self.clock.now_ns)();
+                last_progress = self.clock.now();
             }
         }
         Ok(())
@@ -273,7 +260,7 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
     pub fn send_all(&mut self, id: ConnId, data: &[u8]) -> Result<(), VsockError> {
         let mut sent = 0;
         let mut chunk = MAX_PACKET;
-        let mut last_progress = (self.clock.now_ns)();
+        let mut last_progress = self.clock.now();
         while sent < data.len() {
             match self.conns.iter().find(|c| c.id == id).map(|c| c.state) {
                 Some(State::Open) => {}
@@ -289,7 +276,7 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
                         c.unadvertised = 0;
                     }
                     chunk = MAX_PACKET;
-                    last_progress = (self.clock.now_ns)();
+                    last_progress = self.clock.now();
                 }
                 Err(VirtioError::SocketDeviceError(SocketError::InsufficientBufferSpaceInPeer)) => {
                     // Smaller packets use partial credit; below 4 KiB wait
@@ -299,12 +286,10 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
                         continue;
                     }
                     if !self.poll()? {
-                        if (self.clock.now_ns)().saturating_sub(last_progress)
-                            > self.clock.timeout_ns
-                        {
+                        if self.clock.expired(last_progress) {
                             return Err(VsockError::Timeout);
                         }
-                        (self.clock.idle)();
+                        self.clock.idle();
                     } else {
                         chunk = MAX_PACKET;
                     }
@@ -327,49 +312,6 @@ impl<H: Hal, T: Transport> VsockServer<H, T> {
                 _ => self.mgr.force_close(id.peer, id.port),
             };
         }
-    }
-}
-
-/// Frames as the MCP transport uses them: u32 big-endian length + payload.
-pub mod frame {
-    use super::*;
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum FrameError {
-        TooLarge(u32),
-        Vsock(VsockError),
-    }
-
-    impl From<VsockError> for FrameError {
-        fn from(e: VsockError) -> Self {
-            Self::Vsock(e)
-        }
-    }
-
-    /// Reads one frame of at most `max` bytes.
-    pub fn read<H: Hal, T: Transport>(
-        server: &mut VsockServer<H, T>,
-        id: ConnId,
-        max: u32,
-    ) -> Result<Vec<u8>, FrameError> {
-        let mut len = [0u8; 4];
-        server.recv_exact(id, &mut len)?;
-        let len = u32::from_be_bytes(len);
-        if len > max {
-            return Err(FrameError::TooLarge(len));
-        }
-        let mut payload = alloc::vec![0u8; len as usize];
-        server.recv_exact(id, &mut payload)?;
-        Ok(payload)
-    }
-
-    pub fn write<H: Hal, T: Transport>(
-        server: &mut VsockServer<H, T>,
-        id: ConnId,
-        payload: &[u8],
-    ) -> Result<(), VsockError> {
-        server.send_all(id, &(payload.len() as u32).to_be_bytes())?;
-        server.send_all(id, payload)
     }
 }
 

@@ -16,7 +16,8 @@ use crate::exit_code;
 use alloc::{vec, vec::Vec};
 use arch::BootInfo;
 use drivers::fuse::FsError;
-use drivers::vsock::{frame, ConnId, VsockError, VsockServer};
+use drivers::vsock::{ConnId, VsockError, VsockServer};
+use mcp::frame::{encode_frame, read_frame, FrameDecoder, FrameEvent};
 
 pub fn run(info: &BootInfo, name: &str) -> u8 {
     // `delay_ms=` holds device bring-up back: the host side must cope with a
@@ -124,10 +125,10 @@ fn fs_checksum(devices: Devices, info: &BootInfo) -> TestResult {
     Ok(())
 }
 
-/// A connection being echoed: bytes received but not yet a whole frame.
+/// A connection being echoed: its frame decoder holds what is not yet a whole frame.
 struct Echo {
     id: ConnId,
-    pending: Vec<u8>,
+    decoder: FrameDecoder,
     frames: usize,
     received: usize,
 }
@@ -145,7 +146,7 @@ fn vsock_echo(devices: Devices, info: &BootInfo) -> TestResult {
         .get("conns")
         .and_then(|p| p.parse().ok())
         .unwrap_or(2);
-    let mut server = VsockServer::new(driver, port, devices::vsock_clock());
+    let mut server = VsockServer::new(driver, port, devices::clock());
     if let Some(k) = devices.vsock_kicker {
         server = server.with_kicker(k);
     }
@@ -164,7 +165,7 @@ fn vsock_echo(devices: Devices, info: &BootInfo) -> TestResult {
             log::info!("vsock-echo: accepted connection from port {}", id.peer.port);
             conns.push(Echo {
                 id,
-                pending: Vec::new(),
+                decoder: FrameDecoder::new(MAX_FRAME),
                 frames: 0,
                 received: 0,
             });
@@ -198,46 +199,52 @@ fn vsock_echo(devices: Devices, info: &BootInfo) -> TestResult {
     Ok(())
 }
 
-/// Moves what arrived into `pending` and echoes every complete frame.
-/// `Err` ends the connection (with the reason).
+/// Decodes what arrived and echoes every complete frame. `Err` ends the connection (with
+/// the reason).
 fn pump_echo<H: virtio_drivers::Hal, T: virtio_drivers::transport::Transport>(
     server: &mut VsockServer<H, T>,
     c: &mut Echo,
     buf: &mut [u8],
 ) -> Result<(), alloc::string::String> {
+    let mut events = Vec::new();
+    let mut ended = None;
     loop {
         match server.recv(c.id, buf) {
             Ok(0) => break,
             Ok(n) => {
-                c.pending.extend_from_slice(&buf[..n]);
+                c.decoder.feed(&buf[..n], &mut events);
                 c.received += n;
             }
-            Err(VsockError::Closed) if c.pending.is_empty() => return Err("closed by peer".into()),
+            Err(VsockError::Closed) if !c.decoder.is_mid_frame() => {
+                ended = Some(alloc::string::String::from("closed by peer"));
+                break;
+            }
             Err(e) => {
-                return Err(alloc::format!(
-                    "{e} with {} bytes of a frame pending",
-                    c.pending.len()
-                ))
+                let pending = c.decoder.truncated().map_or(0, |t| t.received);
+                ended = Some(alloc::format!(
+                    "{e} with {pending} bytes of a frame pending"
+                ));
+                break;
             }
         }
     }
-    while c.pending.len() >= 4 {
-        let len =
-            u32::from_be_bytes([c.pending[0], c.pending[1], c.pending[2], c.pending[3]]) as usize;
-        if len > MAX_FRAME {
-            return Err(alloc::format!(
-                "frame of {len} bytes refused (limit {MAX_FRAME})"
-            ));
-        }
-        if c.pending.len() < 4 + len {
-            break;
-        }
-        frame::write(server, c.id, &c.pending[4..4 + len])
+    // Frames that arrived before the end are still echoed.
+    for event in events {
+        let payload = match event {
+            FrameEvent::Frame(payload) => payload,
+            FrameEvent::Empty => Vec::new(),
+            FrameEvent::Oversized { len, limit } => {
+                return Err(alloc::format!(
+                    "frame of {len} bytes refused (limit {limit})"
+                ))
+            }
+        };
+        server
+            .send_all(c.id, &encode_frame(&payload))
             .map_err(|e| alloc::format!("echo: {e}"))?;
-        c.pending.drain(..4 + len);
         c.frames += 1;
     }
-    Ok(())
+    ended.map_or(Ok(()), Err)
 }
 
 fn expect_err<T>(what: &str, r: Result<T, FsError>, want: fn(&FsError) -> bool) -> TestResult {
@@ -282,7 +289,7 @@ fn fs_errors(devices: Devices, _info: &BootInfo) -> TestResult {
     // A file that vanishes while open: tell the host over vsock, which
     // truncates and deletes it, then read.
     let driver = devices.vsock.ok_or("no vsock device")?;
-    let mut server = VsockServer::new(driver, 5001, devices::vsock_clock());
+    let mut server = VsockServer::new(driver, 5001, devices::clock());
     if let Some(k) = devices.vsock_kicker {
         server = server.with_kicker(k);
     }
@@ -298,8 +305,11 @@ fn fs_errors(devices: Devices, _info: &BootInfo) -> TestResult {
         }
         devices::idle();
     };
-    frame::write(&mut server, id, b"opened").map_err(|e| alloc::format!("vsock: {e}"))?;
-    let reply = frame::read(&mut server, id, 64).map_err(|e| alloc::format!("vsock: {e:?}"))?;
+    server
+        .send_all(id, &encode_frame(b"opened"))
+        .map_err(|e| alloc::format!("vsock: {e}"))?;
+    let reply = read_frame(64, |buf| server.recv_exact(id, buf))
+        .map_err(|e| alloc::format!("vsock: {e:?}"))?;
     if reply != b"gone" {
         return Err("host did not confirm the removal".into());
     }

@@ -20,7 +20,7 @@ use drivers::virtio::{
     regs::Regs,
     AnyTransport, Kicker, VirtioTransport, DEVICE_ID_FS, DEVICE_ID_NET, DEVICE_ID_VSOCK,
 };
-use drivers::virtiofs::{self, FsClient, VirtioFsChannel};
+use drivers::virtiofs::{FsClient, VirtioFsChannel};
 use drivers::vsock::SocketDriver;
 
 pub type Fs = FsClient<VirtioFsChannel<IdentityHal, AnyTransport>>;
@@ -67,16 +67,9 @@ pub fn idle() {
     BACKOFF.lock().waited(arch::time::now_ns());
 }
 
-pub fn fs_clock() -> virtiofs::Clock {
-    virtiofs::Clock {
-        now_ns: arch::time::now_ns,
-        idle,
-        timeout_ns: TIMEOUT_NS,
-    }
-}
-
-pub fn vsock_clock() -> drivers::vsock::Clock {
-    drivers::vsock::Clock {
+/// The drivers' clock: the arch timer, [`idle`] between empty polls, [`TIMEOUT_NS`].
+pub fn clock() -> drivers::clock::Clock {
+    drivers::clock::Clock {
         now_ns: arch::time::now_ns,
         idle,
         timeout_ns: TIMEOUT_NS,
@@ -267,7 +260,7 @@ pub fn init(info: &BootInfo) -> Devices {
     for mut t in discover(info) {
         match t.device_id() {
             DEVICE_ID_FS if devices.fs.is_none() => {
-                let channel = match VirtioFsChannel::<IdentityHal, _>::new(t, fs_clock()) {
+                let channel = match VirtioFsChannel::<IdentityHal, _>::new(t, clock()) {
                     Ok(c) => c,
                     Err(e) => {
                         log::error!("virtio-fs: {e}");

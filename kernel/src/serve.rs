@@ -108,7 +108,7 @@ pub fn run(info: &BootInfo) -> String {
     let mut server_loop: ServerLoop<AnyConnection> = ServerLoop::new(Server::new(config, tools));
     let mut listening = String::new();
     let vsock = devices.vsock.map(|vsock| {
-        let mut server = VsockServer::new(vsock, port, devices::vsock_clock());
+        let mut server = VsockServer::new(vsock, port, devices::clock());
         if let Some(k) = kicker {
             // Re-rings the doorbells while idle (notifications virtio-drivers may skip).
             server = server.with_kicker(k);

@@ -174,6 +174,44 @@ impl FrameDecoder {
     }
 }
 
+/// Why [`read_frame`] returned no frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrameError<E> {
+    /// The header announced more than the limit; the payload was not read.
+    TooLarge { len: u32, limit: usize },
+    /// The byte source failed (or ended).
+    Source(E),
+}
+
+/// Payload bytes [`read_frame`] asks its source for at a time.
+const READ_STEP: usize = 64 * 1024;
+
+/// Reads one frame from a blocking byte source, for clients and tests (servers decode
+/// incrementally with [`FrameDecoder`]). `read_exact` fills the buffer it is given or fails.
+/// The payload buffer grows with the bytes that arrive, one step ahead at most.
+pub fn read_frame<E>(
+    max_frame: usize,
+    mut read_exact: impl FnMut(&mut [u8]) -> Result<(), E>,
+) -> Result<Vec<u8>, ReadFrameError<E>> {
+    let mut header = [0u8; HEADER_LEN];
+    read_exact(&mut header).map_err(ReadFrameError::Source)?;
+    let len = u32::from_be_bytes(header);
+    if len as usize > max_frame {
+        return Err(ReadFrameError::TooLarge {
+            len,
+            limit: max_frame,
+        });
+    }
+    let len = len as usize;
+    let mut payload = Vec::new();
+    while payload.len() < len {
+        let start = payload.len();
+        payload.resize(start + (len - start).min(READ_STEP), 0);
+        read_exact(&mut payload[start..]).map_err(ReadFrameError::Source)?;
+    }
+    Ok(payload)
+}
+
 /// Prefixes `payload` with its u32 big-endian length.
 ///
 /// Payloads longer than `u32::MAX` cannot be framed; callers enforce the (much smaller)
@@ -275,6 +313,40 @@ mod tests {
         assert_eq!(
             events,
             vec![FrameEvent::Empty, FrameEvent::Frame(b"1".to_vec())]
+        );
+    }
+
+    #[test]
+    fn blocking_reads_take_whole_frames_and_refuse_large_ones() {
+        let mut stream = encode_frame(&vec![7u8; 200_000]);
+        stream.extend(encode_frame(b""));
+        stream.extend(encode_frame(b"0123456789"));
+        let mut at = 0;
+        let mut reads = Vec::new();
+        let mut source = |buf: &mut [u8]| -> Result<(), &'static str> {
+            let end = at + buf.len();
+            if end > stream.len() {
+                return Err("end of stream");
+            }
+            buf.copy_from_slice(&stream[at..end]);
+            reads.push(buf.len());
+            at = end;
+            Ok(())
+        };
+        assert_eq!(read_frame(1 << 20, &mut source), Ok(vec![7u8; 200_000]));
+        assert_eq!(read_frame(1 << 20, &mut source), Ok(vec![]));
+        assert_eq!(
+            read_frame(9, &mut source),
+            Err(ReadFrameError::TooLarge { len: 10, limit: 9 })
+        );
+        // The refused payload was not read.
+        assert_eq!(at, stream.len() - 10);
+        // The 200 000-byte payload came in steps of at most 64 KiB.
+        assert_eq!(reads[..5], [4, 65536, 65536, 65536, 3392]);
+        let gone = |_: &mut [u8]| Err::<(), _>("end of stream");
+        assert_eq!(
+            read_frame(1 << 20, gone),
+            Err(ReadFrameError::Source("end of stream"))
         );
     }
 

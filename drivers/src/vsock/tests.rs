@@ -7,6 +7,7 @@ use super::*;
 use crate::hal::IdentityHal;
 use crate::virtio::fake_device::{read_chain, write_chain, Chain, Queue};
 use crate::virtio::F_VERSION_1;
+use mcp::frame::{encode_frame, read_frame, ReadFrameError};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -345,15 +346,24 @@ fn host_conn(port: u32, payload: &[u8]) -> HostConn {
 }
 
 fn framed(messages: &[Vec<u8>]) -> Vec<u8> {
-    messages
-        .iter()
-        .flat_map(|m| {
-            (m.len() as u32)
-                .to_be_bytes()
-                .into_iter()
-                .chain(m.iter().copied())
-        })
-        .collect()
+    messages.iter().flat_map(|m| encode_frame(m)).collect()
+}
+
+/// One MCP frame (the protocol's codec) read through the server's blocking `recv_exact`.
+fn read_msg(
+    server: &mut VsockServer<IdentityHal, FakeTransport>,
+    id: ConnId,
+    max: usize,
+) -> Result<Vec<u8>, ReadFrameError<VsockError>> {
+    read_frame(max, |buf| server.recv_exact(id, buf))
+}
+
+fn write_msg(
+    server: &mut VsockServer<IdentityHal, FakeTransport>,
+    id: ConnId,
+    payload: &[u8],
+) -> Result<(), VsockError> {
+    server.send_all(id, &encode_frame(payload))
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -396,8 +406,8 @@ fn echoes_1b_64k_1m_on_two_connections_within_credit() {
     // Interleave: one message per connection in turn.
     for _ in 0..messages.len() {
         for &id in &ids {
-            let m = frame::read(&mut server, id, 2 * 1024 * 1024).unwrap();
-            frame::write(&mut server, id, &m).unwrap();
+            let m = read_msg(&mut server, id, 2 * 1024 * 1024).unwrap();
+            write_msg(&mut server, id, &m).unwrap();
         }
     }
     for _ in 0..10 {
@@ -422,14 +432,14 @@ fn reset_mid_message_is_an_error_and_other_connections_go_on() {
     let (mut server, dev) = setup(vec![broken, host_conn(6001, &good)]);
     let ids = accept_all(&mut server, 2);
     assert_eq!(
-        frame::read(&mut server, ids[0], 1 << 20),
-        Err(frame::FrameError::Vsock(VsockError::Reset))
+        read_msg(&mut server, ids[0], 1 << 20),
+        Err(ReadFrameError::Source(VsockError::Reset))
     );
-    let m = frame::read(&mut server, ids[1], 1 << 20).unwrap();
+    let m = read_msg(&mut server, ids[1], 1 << 20).unwrap();
     assert!(m == pattern(200_000, 4));
-    frame::write(&mut server, ids[1], &m).unwrap();
+    write_msg(&mut server, ids[1], &m).unwrap();
     assert_eq!(
-        frame::write(&mut server, ids[0], b"late"),
+        write_msg(&mut server, ids[0], b"late"),
         Err(VsockError::Reset)
     );
     for _ in 0..5 {
@@ -448,7 +458,7 @@ fn peer_shutdown_leaves_data_readable_then_closed() {
     let queue_pages = crate::hal::tests::live_pages() - live_before;
     assert!(queue_pages >= 3, "three rings allocated through the Hal");
     let id = accept_all(&mut server, 1)[0];
-    let m = frame::read(&mut server, id, 1 << 20).unwrap();
+    let m = read_msg(&mut server, id, 1 << 20).unwrap();
     assert_eq!(
         crate::hal::tests::live_pages() - live_before,
         queue_pages,
@@ -456,8 +466,8 @@ fn peer_shutdown_leaves_data_readable_then_closed() {
     );
     assert_eq!(m.len(), 70_000);
     assert_eq!(
-        frame::read(&mut server, id, 1 << 20),
-        Err(frame::FrameError::Vsock(VsockError::Closed))
+        read_msg(&mut server, id, 1 << 20),
+        Err(ReadFrameError::Source(VsockError::Closed))
     );
     assert_eq!(server.send_all(id, b"x"), Err(VsockError::Closed));
     drop(server);
@@ -470,12 +480,15 @@ fn peer_shutdown_leaves_data_readable_then_closed() {
 
 #[test]
 fn oversized_frames_are_refused() {
-    let mut wire = (2u32 << 20).to_be_bytes().to_vec();
-    wire.extend(pattern(10, 0));
+    // The header of a 2 MiB frame, then only 10 bytes of it.
+    let wire = encode_frame(&pattern(2 << 20, 0))[..14].to_vec();
     let (mut server, _dev) = setup(vec![host_conn(8000, &wire)]);
     let id = accept_all(&mut server, 1)[0];
     assert_eq!(
-        frame::read(&mut server, id, 1 << 20),
-        Err(frame::FrameError::TooLarge(2 << 20))
+        read_msg(&mut server, id, 1 << 20),
+        Err(ReadFrameError::TooLarge {
+            len: 2 << 20,
+            limit: 1 << 20
+        })
     );
 }
