@@ -22,6 +22,8 @@ use crate::quant::dequantize_row;
 pub enum Logits {
     /// Only for the last token of the run (generation).
     Last,
+    /// None (a prefill chunk that more tokens follow).
+    None,
     /// For every token of the run, `tokens.len() * vocab` values (teacher forcing, tests).
     All,
 }
@@ -150,6 +152,11 @@ impl<O: Observer> State<O> {
     pub fn max_seq(&self) -> usize {
         self.max_seq
     }
+
+    /// Most tokens one batched step takes.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
 }
 
 /// Rotates interleaved pairs (v[2i], v[2i+1]) of each head by the position's angles.
@@ -216,7 +223,7 @@ pub fn forward<'s, O: Observer>(
         let (from, rows) = match which {
             Logits::All => (0, chunk.len()),
             Logits::Last if last => (chunk.len() - 1, 1),
-            Logits::Last => (0, 0),
+            Logits::Last | Logits::None => (0, 0),
         };
         if rows > 0 {
             let start = s.logits.len();

@@ -1,7 +1,7 @@
 //! Streaming generation: prefill the prompt as one batch, then decode token by token, calling
 //! back with each token and the text it completes. Stops on an end token, a stop string, the
 //! token limit, a full context, or when the cancellation hook says so (checked between
-//! tokens). The clock is a parameter (`fn() -> u64` nanoseconds) because no_std has none.
+//! prefill batches and between tokens). The clock is a parameter (`fn() -> u64` nanoseconds) because no_std has none.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -182,18 +182,45 @@ impl Engine<'_, '_> {
             pending: String::new(),
         };
 
+        if prompt.len() > state.max_seq() {
+            return Err(GenerateError::Forward(ForwardError::ContextFull {
+                needed: prompt.len(),
+                capacity: state.max_seq(),
+            }));
+        }
         let t0 = clock();
-        let mut logits = forward(
-            self.model,
-            state,
-            prompt,
-            0,
-            Logits::Last,
-            self.kernels,
-            self.exec,
-        )
-        .map_err(GenerateError::Forward)?
-        .to_vec();
+        // The prompt goes in one state batch at a time, with a cancellation check between
+        // batches: a long prompt must not hold the caller (and, in the kernel, every other
+        // client) for its whole length.
+        let mut logits = Vec::new();
+        let mut done = 0;
+        for chunk in prompt.chunks(state.batch()) {
+            if done > 0 && cancel() {
+                timings.prefill_ns = clock().saturating_sub(t0);
+                return Ok(Generation {
+                    tokens: Vec::new(),
+                    text: String::new(),
+                    stop: StopReason::Cancelled,
+                    timings,
+                });
+            }
+            let last = done + chunk.len() == prompt.len();
+            let which = if last { Logits::Last } else { Logits::None };
+            let out = forward(
+                self.model,
+                state,
+                chunk,
+                done,
+                which,
+                self.kernels,
+                self.exec,
+            )
+            .map_err(GenerateError::Forward)?;
+            if last {
+                logits = out.to_vec();
+            }
+            done += chunk.len();
+        }
         timings.prefill_ns = clock().saturating_sub(t0);
         let mut pos = prompt.len();
         let mut prev = prompt.last().copied();

@@ -18,6 +18,7 @@ pub mod forward;
 pub mod generate;
 pub mod model;
 pub mod ops;
+pub mod prompt;
 pub mod sampler;
 pub mod tokenizer;
 

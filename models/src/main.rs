@@ -4,9 +4,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use inference::chat::{chatml, Message, Role};
+use inference::chat::{Message, Role};
 use inference::generate::{Engine, GenerateParams};
 use inference::kernels::{KernelVariant, Kernels};
+use inference::prompt::{Prompt, PromptError};
 use inference::{Model, SamplerConfig, State};
 use mk_models::host::{clock_ns, host_features, ThreadPool};
 use mk_models::{gguf, hf, llama2c, read_file, Quant};
@@ -273,17 +274,27 @@ fn generate(args: &[String]) -> Result<(), String> {
     let bytes = load_file(path)?;
     let model = Model::load(&bytes).map_err(|e| e.to_string())?;
     let chat = o.switches.iter().any(|s| s == "--chat");
-    let text = if chat {
-        let msgs = [Message {
-            role: Role::User,
-            content: prompt,
-        }];
-        let sys = o.get("--system").or(model.default_system.as_deref());
-        chatml(&msgs, sys)
+    let mut msgs = Vec::new();
+    if let Some(sys) = o.get("--system") {
+        msgs.push(Message {
+            role: Role::System,
+            content: sys,
+        });
+    }
+    msgs.push(Message {
+        role: Role::User,
+        content: prompt,
+    });
+    let input = if chat {
+        Prompt::Chat(&msgs)
     } else {
-        prompt.to_string()
+        Prompt::Text(prompt)
     };
-    let mut ids = model.tokenizer.encode(&text, chat);
+    let mut ids = match inference::prompt::encode(&model, input, usize::MAX) {
+        Ok(ids) => ids,
+        Err(PromptError::Empty) => Vec::new(),
+        Err(e) => return Err(e.to_string()),
+    };
     if ids.is_empty() {
         // A model without BOS needs some prompt; a llama2.c model starts from BOS.
         ids = model.tokenizer.bos().into_iter().collect();

@@ -4,6 +4,7 @@
 
 use inference::exec::Inline;
 use inference::kernels::{CpuFeatures, Kernels};
+use inference::prompt::{self, Prompt, PromptError};
 use inference::quant::QuantType;
 use inference::{
     forward, Engine, GenerateParams, Logits, MatmulInput, Model, Observer, State, StopReason,
@@ -308,6 +309,91 @@ fn prompt_encoding_matches_llama2c() {
     let ids = model.tokenizer.encode("héllo ☃", false);
     assert!(ids.iter().any(|&t| (3..259).contains(&t)), "{ids:?}");
     assert_eq!(model.tokenizer.decode(&ids), "héllo ☃");
+}
+
+#[test]
+fn prompts_too_long_for_the_context_are_refused() {
+    let bytes = convert(Quant::F32);
+    let model = Model::load(&bytes).unwrap();
+    let context = 512;
+    // 65,536 characters: the bound counted before encoding refuses it (no merge work).
+    let long = "a".repeat(65_536);
+    match prompt::encode(&model, Prompt::Text(&long), context) {
+        Err(PromptError::TooLong {
+            exact: false,
+            tokens,
+            context: 512,
+        }) => {
+            assert!(tokens > 511, "{tokens}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Within the bound but over the context once encoded: refused with the exact count.
+    let story = "Once upon a time, there was a little girl named Lily. ".repeat(40);
+    let n = model.tokenizer.encode(&story, false).len();
+    // BOS + the bound fit in context - 1 positions.
+    assert!(n > context && model.tokenizer.min_tokens(&story) < context - 1);
+    assert_eq!(
+        prompt::encode(&model, Prompt::Text(&story), context),
+        Err(PromptError::TooLong {
+            tokens: n,
+            exact: true,
+            context
+        })
+    );
+    // One position short of the context still leaves room to generate.
+    let fits = prompt::encode(&model, Prompt::Text(&story), n + 1).unwrap();
+    assert_eq!(fits, model.tokenizer.encode(&story, false));
+    assert_eq!(
+        prompt::encode(&model, Prompt::Chat(&[]), context),
+        Err(PromptError::NoChatTemplate)
+    );
+}
+
+#[test]
+fn long_prefill_checks_for_cancellation_between_batches() {
+    let bytes = convert(Quant::F32);
+    let model = Model::load(&bytes).unwrap();
+    let k = kernels();
+    let engine = Engine {
+        model: &model,
+        kernels: &k,
+        exec: &Inline,
+    };
+    // 100 prompt tokens in batches of 8: 13 forward steps before the first token.
+    let prompt: Vec<u32> = (0..100).map(|i| 1 + (i * 37) % 500).collect();
+    let params = GenerateParams {
+        max_tokens: 5,
+        ..GenerateParams::default()
+    };
+    let run = |cancel_at: usize| {
+        let mut state = State::new(&model.config, 128, 8);
+        let calls = std::cell::Cell::new(0);
+        let g = engine
+            .generate(
+                &mut state,
+                &prompt,
+                &params,
+                no_clock,
+                &|| {
+                    calls.set(calls.get() + 1);
+                    calls.get() >= cancel_at
+                },
+                &mut |_, _| {},
+            )
+            .unwrap();
+        (g, calls.get())
+    };
+    // Asked between the 3rd and 4th batch: stops there, nothing generated.
+    let (g, calls) = run(3);
+    assert_eq!(
+        (g.stop, g.tokens.len(), calls),
+        (StopReason::Cancelled, 0, 3)
+    );
+    // Never cancelled: asked between every two batches (12), then before each token.
+    let (g, calls) = run(usize::MAX);
+    assert_eq!((g.stop, g.tokens.len()), (StopReason::MaxTokens, 5));
+    assert_eq!(calls, 12 + 5);
 }
 
 #[test]

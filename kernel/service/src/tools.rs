@@ -8,11 +8,12 @@
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::rc::Rc;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use inference::chat::{chatml, Message, Role};
+use inference::chat::{Message, Role};
+use inference::prompt::{self, Prompt, PromptError};
 use inference::{Engine, GenerateParams, SamplerConfig, StopReason};
 use mcp::serde_json::{json, Map, Value};
 use mcp::{CallContext, Tool, ToolDef, ToolError, ToolOutput};
@@ -70,39 +71,27 @@ impl Tool for InferTool {
             .as_mut()
             .ok_or_else(|| err("no model is loaded: call load_model first"))?;
         let (model, state) = loaded.parts();
-        let prompt = match &args.input {
+        let mut chat = Vec::new();
+        let input = match &args.input {
             // An empty prompt is BOS alone (the model's unconditional start), if it has one.
-            InferInput::Prompt(text) => model.tokenizer.encode(text, false),
+            InferInput::Prompt(text) => Prompt::Text(text),
             InferInput::Chat(messages) => {
-                if model.chat_template.as_deref() != Some("chatml") {
-                    return Err(err(format!(
-                        "model {} has no chat template: use `prompt`",
-                        loaded_name(model.name.as_deref())
-                    )));
-                }
-                let mut chat = Vec::with_capacity(messages.len());
                 for m in messages {
                     chat.push(Message {
                         role: role(&m.role)?,
                         content: &m.content,
                     });
                 }
-                let text = chatml(&chat, model.default_system.as_deref());
-                model.tokenizer.encode(&text, true)
+                Prompt::Chat(&chat)
             }
         };
-        if prompt.is_empty() {
-            return Err(err(
-                "empty prompt: this model has no BOS token to start from; give some text",
-            ));
-        }
-        if prompt.len() >= state.max_seq() {
-            return Err(err(format!(
-                "prompt is {} tokens; the context holds {} (generation needs at least one more)",
-                prompt.len(),
-                state.max_seq()
-            )));
-        }
+        let prompt = prompt::encode(model, input, state.max_seq()).map_err(|e| match e {
+            PromptError::NoChatTemplate => err(format!(
+                "model {} has no chat template: use `prompt`",
+                loaded_name(model.name.as_deref())
+            )),
+            e => err(e.to_string()),
+        })?;
         let params = GenerateParams {
             max_tokens: args.max_tokens as usize,
             stop_strings: args.stop.clone(),

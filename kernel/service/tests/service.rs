@@ -337,6 +337,29 @@ fn infer_is_cancelled_by_the_client() {
 }
 
 #[test]
+fn prompts_too_long_for_the_context_are_refused() {
+    let mut h = Harness::new("longprompt", Some("stories260K.safetensors"));
+    // The schema's longest prompt cannot fit stories260K's 512 positions: refused by the
+    // bound counted before encoding (the quadratic merge loop spent 228 s on it).
+    let e = h.tool_error(
+        "infer",
+        json!({"prompt": "a".repeat(65_536), "max_tokens": 1}),
+    );
+    assert!(
+        e.contains("prompt is at least") && e.contains("the context holds 512"),
+        "{e}"
+    );
+    // Over the context only once encoded: the exact count.
+    let story = "Once upon a time, there was a little girl named Lily. ".repeat(40);
+    let e = h.tool_error("infer", json!({"prompt": story, "max_tokens": 1}));
+    assert!(
+        e.starts_with("prompt is ") && !e.starts_with("prompt is at least"),
+        "{e}"
+    );
+    assert_eq!(h.ok("infer", greedy(10))["completion_tokens"], 10);
+}
+
+#[test]
 fn bad_arguments_are_clear_errors() {
     let mut h = Harness::new("badargs", Some("stories260K.safetensors"));
     for (args, want) in [
