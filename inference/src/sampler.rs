@@ -3,13 +3,19 @@
 
 use alloc::vec::Vec;
 
+/// Temperatures below this are greedy decoding: dividing logits by a tinier temperature
+/// only overflows them (1e-45 makes every logit infinite), and at 0.001 sampling already
+/// picks the argmax unless the top two logits are within ~0.01.
+pub const GREEDY_BELOW_TEMPERATURE: f32 = 1e-3;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerConfig {
-    /// 0 = greedy (argmax, first index on ties).
+    /// Below `GREEDY_BELOW_TEMPERATURE` (e.g. 0) = greedy (argmax, first index on ties).
     pub temperature: f32,
     /// Keep only the k most likely tokens (0 = off).
     pub top_k: usize,
-    /// Keep the smallest set of tokens whose probability reaches p (1.0 = off).
+    /// Keep the smallest set of tokens whose probability reaches p, clamped to [0, 1]
+    /// (1 = off; 0 keeps only the most likely token).
     pub top_p: f32,
     /// CTRL-style penalty for tokens already in the window: positive logits are divided by
     /// it, negative ones multiplied (1.0 = off).
@@ -37,8 +43,8 @@ impl SamplerConfig {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err("temperature must be a finite number >= 0");
         }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err("top_p must be in (0, 1]");
+        if self.top_p.is_nan() {
+            return Err("top_p must be a number");
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
             return Err("repetition_penalty must be a finite number > 0");
@@ -119,17 +125,17 @@ impl Sampler {
                 }
             }
         }
-        if cfg.temperature == 0.0 {
+        // `check` refuses NaN; treat it as greedy here too.
+        if cfg.temperature.is_nan() || cfg.temperature < GREEDY_BELOW_TEMPERATURE {
             return argmax(logits);
         }
         let c = &mut self.candidates;
         c.clear();
-        c.extend(
-            logits
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| (l / cfg.temperature, i as u32)),
-        );
+        // Finite after scaling, so the softmax below never sees inf - inf.
+        c.extend(logits.iter().enumerate().map(|(i, &l)| {
+            let scaled = l / cfg.temperature;
+            (scaled.clamp(-f32::MAX, f32::MAX), i as u32)
+        }));
         // Highest first; ties by id for determinism. NaN logits sort last.
         let by_logit = |a: &(f32, u32), b: &(f32, u32)| {
             b.0.partial_cmp(&a.0)
@@ -151,6 +157,10 @@ impl Sampler {
                 libm::expf(e.0 - max)
             };
             sum += e.0;
+        }
+        if !(sum > 0.0 && sum.is_finite()) {
+            // Every logit NaN: nothing to sample from, take the first candidate.
+            return c[0].1;
         }
         for e in c.iter_mut() {
             e.0 /= sum;
@@ -254,6 +264,63 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(s.sample(&mut [5.0, 3.0, -1.0, -1.0], &[]), 0);
         }
+    }
+
+    #[test]
+    fn degenerate_settings_sample_without_error_or_nan() {
+        let logits = [1.0f32, 3.0, 2.9, -4.0, 80.0, 79.9995];
+        let run = |temperature: f32, top_p: f32| {
+            let cfg = SamplerConfig {
+                temperature,
+                top_p,
+                top_k: 0,
+                seed: 3,
+                ..SamplerConfig::default()
+            };
+            assert_eq!(cfg.check(), Ok(()), "{cfg:?}");
+            let mut s = Sampler::new(cfg);
+            (0..50)
+                .map(|_| s.sample(&mut logits.clone(), &[]))
+                .collect::<Vec<_>>()
+        };
+        // Tiny temperatures are greedy (1e-45 would make every logit infinite).
+        for t in [0.0, 1e-45, 1e-30, 1e-8, GREEDY_BELOW_TEMPERATURE / 2.0] {
+            assert!(run(t, 0.9).iter().all(|&id| id == 4), "temperature {t}");
+        }
+        // top_p at or below 0 keeps the most likely token only; above 1 is off.
+        for p in [1e-50f64 as f32, 0.0, -1.0, f32::MIN_POSITIVE, 1e-45] {
+            assert!(run(1.0, p).iter().all(|&id| id == 4), "top_p {p}");
+        }
+        let wide = run(1.0, 2.0);
+        assert!(wide.contains(&4) && wide.contains(&5), "{wide:?}");
+        // At the threshold it samples: 0.0005 apart, scaled by 1000, is p = 0.62 / 0.38.
+        let ids = run(GREEDY_BELOW_TEMPERATURE, 1.0);
+        assert!(ids.iter().all(|&id| id == 4 || id == 5), "{ids:?}");
+        assert!(ids.contains(&4) && ids.contains(&5), "{ids:?}");
+    }
+
+    #[test]
+    fn extreme_logits_and_penalties_stay_finite() {
+        let cfg = SamplerConfig {
+            temperature: 0.5,
+            repetition_penalty: 1e-45,
+            seed: 9,
+            ..SamplerConfig::default()
+        };
+        let mut s = Sampler::new(cfg);
+        // The penalty turns token 1's logit infinite; the sample is still a real token.
+        for _ in 0..20 {
+            let mut l = [f32::MAX, 2.0, -f32::MAX, f32::NEG_INFINITY];
+            assert!(s.sample(&mut l, &[1]) < 4);
+        }
+        let mut nan = [f32::NAN; 4];
+        assert!(s.sample(&mut nan, &[]) < 4);
+        assert!(SamplerConfig {
+            top_p: f32::NAN,
+            ..SamplerConfig::default()
+        }
+        .check()
+        .is_err());
     }
 
     #[test]

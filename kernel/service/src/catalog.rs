@@ -38,7 +38,7 @@ pub fn infer() -> ToolDef {
         "Generate text with the loaded model. Give either `prompt` (raw text) or `messages` \
          (a chat, formatted with the model's chat template). Send `_meta.progressToken` to \
          receive each decoded piece as a notifications/progress `message`; \
-         notifications/cancelled stops generation between tokens.",
+         notifications/cancelled stops generation between prompt batches and tokens.",
         json!({
             "type": "object",
             "properties": {
@@ -62,8 +62,12 @@ pub fn infer() -> ToolDef {
                                 "default": DEFAULT_MAX_TOKENS,
                                 "description": "Maximum number of tokens to generate." },
                 "temperature": { "type": "number", "minimum": 0, "maximum": 2, "default": 0.8,
-                                 "description": "0 selects greedy decoding." },
-                "top_p": { "type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.95 },
+                                 "description": "Below 0.001 (0 included) selects greedy \
+                                                 decoding." },
+                "top_p": { "type": "number", "minimum": 0, "maximum": 1, "default": 0.95,
+                           "description": "Sample from the most likely tokens whose \
+                                           probabilities add up to top_p: 1 disables it, \
+                                           0 keeps only the most likely token." },
                 "top_k": { "type": "integer", "minimum": 0, "maximum": 1000, "default": 40,
                            "description": "0 disables top-k filtering." },
                 "seed": { "type": "integer", "minimum": 0, "maximum": 18446744073709551615u64,
@@ -472,7 +476,7 @@ mod tests {
                 json!({"prompt": "a", "temperature": "hot"}),
                 "must be of type number",
             ),
-            (json!({"prompt": "a", "top_p": 0}), "must be greater than 0"),
+            (json!({"prompt": "a", "top_p": -0.5}), "must be at least 0"),
             (json!({"prompt": "a", "seed": -1}), "must be at least 0"),
             (
                 json!({"prompt": "a", "nucleus": 1}),

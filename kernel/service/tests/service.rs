@@ -360,6 +360,23 @@ fn prompts_too_long_for_the_context_are_refused() {
 }
 
 #[test]
+fn degenerate_sampling_values_decode_greedily() {
+    let mut h = Harness::new("degenerate", Some("stories260K.safetensors"));
+    // 1e-45 would make every logit infinite, 1e-50 is 0 as an f32: both are greedy now.
+    for args in [
+        json!({"prompt": "", "temperature": 1e-45, "max_tokens": 60}),
+        json!({"prompt": "", "temperature": 1e-45, "top_p": 1e-50, "max_tokens": 60}),
+        json!({"prompt": "", "temperature": 0.8, "top_p": 1e-50, "max_tokens": 60}),
+        json!({"prompt": "", "temperature": 2, "top_p": 0, "max_tokens": 60}),
+    ] {
+        let out = h.ok("infer", args.clone());
+        assert_eq!(out["completion_tokens"], 60, "{args}");
+        let text = out["text"].as_str().unwrap();
+        assert!(EXPECTED.starts_with(text), "{args}: {text:?}");
+    }
+}
+
+#[test]
 fn bad_arguments_are_clear_errors() {
     let mut h = Harness::new("badargs", Some("stories260K.safetensors"));
     for (args, want) in [
