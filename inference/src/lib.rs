@@ -16,6 +16,7 @@ pub mod config;
 pub mod format;
 pub mod forward;
 pub mod generate;
+pub mod header;
 pub mod model;
 pub mod ops;
 pub mod prompt;

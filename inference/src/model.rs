@@ -5,8 +5,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use safetensors::tensor::Metadata;
-use safetensors::{Dtype, SafeTensors};
+use crate::header::{self, Dtype, Header};
 
 use crate::config::Config;
 use crate::format::*;
@@ -168,11 +167,11 @@ impl<'a> TensorRef<'a> {
 }
 
 struct Reader<'f, 'a> {
-    st: &'f Metadata,
+    st: &'f Header<'a>,
     /// The data section (after the header); offsets were validated against it.
     data: &'a [u8],
-    /// Tensor names consumed so far (to reject unexpected ones).
-    used: Vec<String>,
+    /// Which tensors (by `Header` index) were consumed (to reject unexpected ones).
+    used: Vec<bool>,
 }
 
 impl<'f, 'a> Reader<'f, 'a> {
@@ -181,11 +180,7 @@ impl<'f, 'a> Reader<'f, 'a> {
     }
 
     fn meta_opt(&self, key: &str) -> Option<&'f str> {
-        self.st
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(key))
-            .map(String::as_str)
+        self.st.meta(key)
     }
 
     fn parse<T: core::str::FromStr>(&self, key: &'static str) -> Result<T, LoadError> {
@@ -194,14 +189,14 @@ impl<'f, 'a> Reader<'f, 'a> {
     }
 
     fn tensor(&mut self, name: &str, dtype: Dtype) -> Result<TensorRef<'a>, LoadError> {
-        let info = self
+        let (index, info) = self
             .st
-            .info(name)
+            .tensor(name)
             .ok_or_else(|| LoadError::MissingTensor(name.to_string()))?;
         let (start, end) = info.data_offsets;
         let t = TensorRef {
             dtype: info.dtype,
-            shape: info.shape.clone(),
+            shape: info.shape().to_vec(),
             data: self.data.get(start..end).ok_or_else(|| {
                 LoadError::Container(alloc::format!("{name}: offsets out of range"))
             })?,
@@ -209,11 +204,11 @@ impl<'f, 'a> Reader<'f, 'a> {
         if t.dtype() != dtype {
             return Err(LoadError::WrongDtype {
                 tensor: name.to_string(),
-                expected: dtype_name(dtype),
-                found: alloc::format!("{:?}", t.dtype()),
+                expected: dtype.name(),
+                found: t.dtype().name().to_string(),
             });
         }
-        self.used.push(name.to_string());
+        self.used[index] = true;
         Ok(t)
     }
 
@@ -256,15 +251,6 @@ fn bad(key: &str, value: &str) -> LoadError {
     }
 }
 
-fn dtype_name(d: Dtype) -> &'static str {
-    match d {
-        Dtype::F32 => "F32",
-        Dtype::U32 => "U32",
-        Dtype::U8 => "U8",
-        _ => "?",
-    }
-}
-
 fn check_shape(name: &str, found: &[usize], expected: &[usize]) -> Result<(), LoadError> {
     if found != expected {
         return Err(LoadError::WrongShape {
@@ -304,17 +290,13 @@ fn le_u32s(b: &[u8]) -> Vec<u32> {
 impl<'a> Model<'a> {
     /// Parses and validates a model file held in memory.
     pub fn load(bytes: &'a [u8]) -> Result<Model<'a>, LoadError> {
-        // read_metadata validates header length, JSON, dtypes x shapes against offsets, and
-        // that the offsets tile the data section exactly.
-        let (header_len, st) =
-            SafeTensors::read_metadata(bytes).map_err(|e| LoadError::Container(e.to_string()))?;
-        let data = bytes
-            .get(8 + header_len..)
-            .ok_or_else(|| LoadError::Container("header longer than file".to_string()))?;
+        // header::read validates header length, JSON, dtypes x shapes against offsets, and
+        // that the offsets tile the data section exactly; it allocates header::parse_bytes.
+        let (st, data) = header::read(bytes).map_err(|e| LoadError::Container(e.to_string()))?;
         let mut r = Reader {
             st: &st,
             data,
-            used: Vec::new(),
+            used: alloc::vec![false; st.tensor_count()],
         };
         let format = r.meta(KEY_FORMAT)?;
         if format != FORMAT_NAME {
@@ -374,10 +356,9 @@ impl<'a> Model<'a> {
         }
         let tokenizer = load_tokenizer(&mut r, c.vocab_size)?;
 
-        for name in st.offset_keys() {
-            if !r.used.contains(&name) {
-                return Err(LoadError::UnexpectedTensor(name));
-            }
+        if let Some(i) = r.used.iter().position(|&u| !u) {
+            let name = st.tensor_at(i).map_or("", |(n, _)| n);
+            return Err(LoadError::UnexpectedTensor(name.to_string()));
         }
         let opt = |k: &str| r.meta_opt(k).map(|s| s.to_string());
         let chat_template = opt(KEY_CHAT_TEMPLATE);
@@ -452,7 +433,7 @@ fn load_tokenizer(r: &mut Reader, vocab_size: usize) -> Result<Tokenizer, LoadEr
         TokenizerKind::Gpt2 => 0,
     };
     check_shape(T_TOK_SCORES, scores_t.shape(), &[expected_scores])?;
-    let merges = if r.st.info(T_TOK_MERGES).is_some() {
+    let merges = if r.st.tensor(T_TOK_MERGES).is_some() {
         let t = r.tensor(T_TOK_MERGES, Dtype::U32)?;
         let shape = t.shape();
         if shape.len() != 2 || shape[1] != 2 {

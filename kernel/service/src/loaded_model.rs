@@ -220,49 +220,71 @@ pub fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Hyper-parameters from the file's safetensors header alone (8-byte length + JSON), so
-/// the memory check can count the KV cache before the file is read. `None` when the header
-/// does not have them: the full load then reports what is wrong.
-fn peek_config(fs: &mut dyn ReadOnlyFs, file: FileHandle, size: u64) -> Option<Config> {
+/// What the file's safetensors header says before the file is read: the hyper-parameters
+/// (`None` when it lacks them; the full load then says what is wrong), and the bytes parsing
+/// the header takes (`inference::header::parse_bytes`), which `Model::load` will spend again.
+/// The header is read only once the whole file fits in free memory, and parsed only once
+/// its tables fit too, so a huge header is refused before anything large is built.
+fn peek_header(
+    fs: &mut dyn ReadOnlyFs,
+    file: FileHandle,
+    size: u64,
+    free: u64,
+    path: &str,
+) -> Result<(Option<Config>, u64), String> {
     use inference::format::*;
-    use mcp::serde_json::{self, Value};
-    let mut len = [0u8; 8];
-    if fs.read_at(file, 0, &mut len).ok()? != 8 {
-        return None;
-    }
-    let n = u64::from_le_bytes(len);
-    // Real headers are a few MiB at most (SmolLM2's tokenizer metadata is small).
-    if n > 64 << 20 || 8 + n > size {
-        return None;
-    }
-    let mut header = alloc::vec![0u8; n as usize];
-    let mut done = 0;
-    while done < header.len() {
-        let got = fs
-            .read_at(file, 8 + done as u64, &mut header[done..])
-            .ok()?;
-        if got == 0 {
-            return None;
-        }
-        done += got;
-    }
-    let json: Value = serde_json::from_slice(&header).ok()?;
-    let meta = json.get("__metadata__")?;
-    let num = |k: &str| meta.get(k)?.as_str()?.parse::<usize>().ok();
-    let config = Config {
-        dim: num(KEY_DIM)?,
-        hidden_dim: num(KEY_HIDDEN_DIM)?,
-        n_layers: num(KEY_N_LAYERS)?,
-        n_heads: num(KEY_N_HEADS)?,
-        n_kv_heads: num(KEY_N_KV_HEADS)?,
-        vocab_size: num(KEY_VOCAB_SIZE)?,
-        seq_len: num(KEY_SEQ_LEN)?,
-        rope_theta: 10000.0,
-        norm_eps: 1e-5,
-        tied_classifier: false,
+    use inference::header::{self, Header};
+    let bad = |e: header::HeaderError| {
+        format!("{path} is not a usable model: invalid safetensors container: {e}")
     };
-    config.check().ok()?;
-    Some(config)
+    let mut len = [0u8; 8];
+    if fs.read_at(file, 0, &mut len).ok() != Some(8) {
+        return Ok((None, 0));
+    }
+    let n = header::header_len(len).map_err(bad)? as u64;
+    if 8 + n > size {
+        return Err(format!(
+            "{path} is not a usable model: invalid safetensors container: header longer than \
+             the file"
+        ));
+    }
+    let mut json = alloc::vec![0u8; n as usize];
+    let mut done = 0;
+    while done < json.len() {
+        match fs.read_at(file, 8 + done as u64, &mut json[done..]) {
+            Ok(0) | Err(_) => return Ok((None, 0)),
+            Ok(got) => done += got,
+        }
+    }
+    let parse = header::parse_bytes(&json).map_err(bad)? as u64;
+    if n + parse + HEAP_HEADROOM > free {
+        return Err(format!(
+            "model {path}: its {} MiB header needs {} MiB to parse, only {} MiB of heap are \
+             free (the current model stays loaded)",
+            mib(n),
+            mib(parse),
+            mib(free.saturating_sub(HEAP_HEADROOM + n))
+        ));
+    }
+    let h = Header::parse(&json).map_err(bad)?;
+    let num = |k: &str| h.meta(k)?.parse::<usize>().ok();
+    let config = (|| {
+        let config = Config {
+            dim: num(KEY_DIM)?,
+            hidden_dim: num(KEY_HIDDEN_DIM)?,
+            n_layers: num(KEY_N_LAYERS)?,
+            n_heads: num(KEY_N_HEADS)?,
+            n_kv_heads: num(KEY_N_KV_HEADS)?,
+            vocab_size: num(KEY_VOCAB_SIZE)?,
+            seq_len: num(KEY_SEQ_LEN)?,
+            rope_theta: 10000.0,
+            norm_eps: 1e-5,
+            tied_classifier: false,
+        };
+        config.check().ok()?;
+        Some(config)
+    })();
+    Ok((config, parse))
 }
 
 fn read_file(
@@ -274,23 +296,36 @@ fn read_file(
 ) -> Result<FileBytes, String> {
     let size = fs.size(file).map_err(|e| format!("{path}: {e}"))?;
     let free = memory.heap_free_bytes();
-    let (state, context) = peek_config(fs, file, size).map_or((0, limits.max_context), |c| {
+    let too_big = |parse: u64, state: u64, context: usize| {
+        format!(
+            "model {path} needs {} MiB ({} MiB file + {} MiB KV cache and activations at \
+             context {} + {} MiB to parse its header), only {} MiB of heap are free; give the \
+             VM more memory (the current model stays loaded)",
+            mib(size + state + parse),
+            mib(size),
+            mib(state),
+            context,
+            mib(parse),
+            mib(free.saturating_sub(HEAP_HEADROOM))
+        )
+    };
+    if size.saturating_add(HEAP_HEADROOM) > free {
+        return Err(too_big(0, 0, limits.max_context));
+    }
+    let (config, parse) = peek_header(fs, file, size, free, path)?;
+    let (state, context) = config.map_or((0, limits.max_context), |c| {
         (
             state_bytes(&c, limits.max_context, limits.prefill_batch),
             limits.max_context.min(c.seq_len),
         )
     });
-    if size.saturating_add(state).saturating_add(HEAP_HEADROOM) > free {
-        return Err(format!(
-            "model {path} needs {} MiB ({} MiB file + {} MiB KV cache and activations at \
-             context {}), only {} MiB of heap are free; give the VM more memory (the current \
-             model stays loaded)",
-            mib(size + state),
-            mib(size),
-            mib(state),
-            context,
-            mib(free.saturating_sub(HEAP_HEADROOM))
-        ));
+    if size
+        .saturating_add(state)
+        .saturating_add(parse)
+        .saturating_add(HEAP_HEADROOM)
+        > free
+    {
+        return Err(too_big(parse, state, context));
     }
     let len = usize::try_from(size).map_err(|_| format!("{path}: too large"))?;
     let mut bytes =
