@@ -7,7 +7,6 @@
 //! with the scalar kernels, so that f32 weights reproduce llama2.c's output bit for bit; the SIMD
 //! kernel sets get its vectorised flavour.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::config::Config;
@@ -113,39 +112,163 @@ pub struct State<O = NoObserver> {
     logits: Vec<f32>,
 }
 
+/// The lengths (in f32s) of a `State`'s buffers for a model, context and prefill batch: what
+/// `State::try_new` allocates, and what a memory budget counts before allocating (one source,
+/// so the two cannot drift apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateLayout {
+    /// KV cache length in positions (the context, capped at the model's `seq_len`).
+    pub max_seq: usize,
+    /// Most tokens one batched step takes.
+    pub batch: usize,
+    x: usize,
+    xb: usize,
+    xb2: usize,
+    hb: usize,
+    hb2: usize,
+    q: usize,
+    k: usize,
+    v: usize,
+    att: usize,
+    key_cache: usize,
+    value_cache: usize,
+    rope_cos: usize,
+    rope_sin: usize,
+    /// One token's logits (generation); `Logits::All` grows it to the run's.
+    logits: usize,
+}
+
+impl StateLayout {
+    pub fn new(c: &Config, max_seq: usize, batch: usize) -> StateLayout {
+        let max_seq = max_seq.clamp(1, c.seq_len);
+        let batch = batch.max(1);
+        let kv = c.kv_dim();
+        let cache = c.n_layers.saturating_mul(max_seq).saturating_mul(kv);
+        StateLayout {
+            max_seq,
+            batch,
+            x: batch * c.dim,
+            xb: batch * c.dim,
+            xb2: batch * c.dim,
+            hb: batch * c.hidden_dim,
+            hb2: batch * c.hidden_dim,
+            q: batch * c.dim,
+            k: batch * kv,
+            v: batch * kv,
+            att: max_seq,
+            key_cache: cache,
+            value_cache: cache,
+            rope_cos: batch * c.head_dim() / 2,
+            rope_sin: batch * c.head_dim() / 2,
+            logits: c.vocab_size,
+        }
+    }
+
+    fn lengths(&self) -> [usize; 14] {
+        [
+            self.x,
+            self.xb,
+            self.xb2,
+            self.hb,
+            self.hb2,
+            self.q,
+            self.k,
+            self.v,
+            self.att,
+            self.key_cache,
+            self.value_cache,
+            self.rope_cos,
+            self.rope_sin,
+            self.logits,
+        ]
+    }
+
+    /// Bytes `State::try_new` allocates (KV cache: `2 * n_layers * max_seq * kv_dim * 4`).
+    pub fn bytes(&self) -> u64 {
+        self.lengths().iter().fold(0u64, |sum, &n| {
+            sum.saturating_add((n as u64).saturating_mul(4))
+        })
+    }
+}
+
+/// A `State` did not fit in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateAllocError {
+    pub bytes: u64,
+}
+
+impl core::fmt::Display for StateAllocError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "cannot allocate {} MiB for the KV cache and activations",
+            self.bytes.div_ceil(1 << 20)
+        )
+    }
+}
+
+/// `len` zeros, or an error instead of an out-of-memory abort.
+fn zeroed(len: usize, layout: &StateLayout) -> Result<Vec<f32>, StateAllocError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| StateAllocError {
+        bytes: layout.bytes(),
+    })?;
+    v.resize(len, 0.0);
+    Ok(v)
+}
+
 impl State {
     /// Buffers for contexts of up to `max_seq` positions (capped at the model's `seq_len`)
-    /// and prefill batches of up to `batch` tokens.
+    /// and prefill batches of up to `batch` tokens. Aborts when memory runs out, as `vec!`
+    /// does; `try_new` returns an error instead.
     pub fn new(c: &Config, max_seq: usize, batch: usize) -> State {
         State::with_observer(c, max_seq, batch, NoObserver)
+    }
+
+    /// As `new`; an error when the buffers do not fit in memory.
+    pub fn try_new(c: &Config, max_seq: usize, batch: usize) -> Result<State, StateAllocError> {
+        State::try_with_observer(StateLayout::new(c, max_seq, batch), NoObserver)
     }
 }
 
 impl<O: Observer> State<O> {
     /// As `State::new`, with `observer` shown every matmul input.
     pub fn with_observer(c: &Config, max_seq: usize, batch: usize, observer: O) -> Self {
-        let max_seq = max_seq.clamp(1, c.seq_len);
-        let batch = batch.max(1);
-        let kv = c.kv_dim();
-        State {
+        let layout = StateLayout::new(c, max_seq, batch);
+        State::try_with_observer(layout, observer).unwrap_or_else(|e| {
+            // What `vec!` does when memory runs out.
+            let size = usize::try_from(e.bytes).unwrap_or(usize::MAX);
+            let l = core::alloc::Layout::from_size_align(size, 4);
+            alloc::alloc::handle_alloc_error(l.unwrap_or(core::alloc::Layout::new::<f32>()))
+        })
+    }
+
+    /// The buffers `layout` lists, each allocated fallibly.
+    pub fn try_with_observer(layout: StateLayout, observer: O) -> Result<Self, StateAllocError> {
+        let l = &layout;
+        let mut logits = Vec::new();
+        logits
+            .try_reserve_exact(l.logits)
+            .map_err(|_| StateAllocError { bytes: l.bytes() })?;
+        Ok(State {
             observer,
-            batch,
-            max_seq,
-            x: vec![0.0; batch * c.dim],
-            xb: vec![0.0; batch * c.dim],
-            xb2: vec![0.0; batch * c.dim],
-            hb: vec![0.0; batch * c.hidden_dim],
-            hb2: vec![0.0; batch * c.hidden_dim],
-            q: vec![0.0; batch * c.dim],
-            k: vec![0.0; batch * kv],
-            v: vec![0.0; batch * kv],
-            att: vec![0.0; max_seq],
-            key_cache: vec![0.0; c.n_layers * max_seq * kv],
-            value_cache: vec![0.0; c.n_layers * max_seq * kv],
-            rope_cos: vec![0.0; batch * c.head_dim() / 2],
-            rope_sin: vec![0.0; batch * c.head_dim() / 2],
-            logits: Vec::new(),
-        }
+            batch: l.batch,
+            max_seq: l.max_seq,
+            x: zeroed(l.x, l)?,
+            xb: zeroed(l.xb, l)?,
+            xb2: zeroed(l.xb2, l)?,
+            hb: zeroed(l.hb, l)?,
+            hb2: zeroed(l.hb2, l)?,
+            q: zeroed(l.q, l)?,
+            k: zeroed(l.k, l)?,
+            v: zeroed(l.v, l)?,
+            att: zeroed(l.att, l)?,
+            key_cache: zeroed(l.key_cache, l)?,
+            value_cache: zeroed(l.value_cache, l)?,
+            rope_cos: zeroed(l.rope_cos, l)?,
+            rope_sin: zeroed(l.rope_sin, l)?,
+            logits,
+        })
     }
 
     /// Context capacity in positions.

@@ -24,7 +24,10 @@ pub mod sampler;
 pub mod tokenizer;
 
 pub use config::Config;
-pub use forward::{forward, ForwardError, Logits, MatmulInput, NoObserver, Observer, State};
+pub use forward::{
+    forward, ForwardError, Logits, MatmulInput, NoObserver, Observer, State, StateAllocError,
+    StateLayout,
+};
 pub use generate::{Engine, GenerateError, GenerateParams, Generation, StopReason, Timings};
 pub use model::{LoadError, Model};
 pub use sampler::{Sampler, SamplerConfig};

@@ -8,7 +8,7 @@ use alloc::format;
 use alloc::string::String;
 
 use inference::quant::QuantType;
-use inference::{Config, Model, State};
+use inference::{Config, Model, State, StateLayout};
 
 use crate::platform::{FileHandle, MemoryStats, ReadOnlyFs};
 
@@ -86,18 +86,10 @@ impl Default for ModelLimits {
     }
 }
 
-/// Bytes `State::new(c, context, batch)` allocates (f32 buffers).
-pub fn state_bytes(c: &Config, context: usize, batch: usize) -> u64 {
-    let context = context.clamp(1, c.seq_len) as u64;
-    let batch = batch.max(1) as u64;
-    let (dim, hidden, kv) = (c.dim as u64, c.hidden_dim as u64, c.kv_dim() as u64);
-    let per_batch = 4 * dim + 2 * hidden + 2 * kv;
-    let floats = batch * per_batch
-        + context
-        + 2 * c.n_layers as u64 * context * kv
-        + c.head_dim() as u64
-        + batch * c.vocab_size as u64;
-    floats * 4
+/// Bytes the state of a model takes at these limits (`State::try_new` allocates exactly
+/// `StateLayout::bytes`).
+fn state_bytes(c: &Config, limits: ModelLimits) -> u64 {
+    StateLayout::new(c, limits.max_context, limits.prefill_batch).bytes()
 }
 
 fn mib(b: u64) -> u64 {
@@ -125,7 +117,7 @@ impl LoadedModel {
         // SAFETY: `bytes` moves into the LoadedModel next to `model`, which drops first.
         let model = Model::load(unsafe { bytes.as_static() })
             .map_err(|e| format!("{path} is not a usable model: {e}"))?;
-        let need = state_bytes(&model.config, limits.max_context, limits.prefill_batch);
+        let need = state_bytes(&model.config, limits);
         let free = memory.heap_free_bytes();
         if need + HEAP_HEADROOM > free {
             return Err(format!(
@@ -136,7 +128,8 @@ impl LoadedModel {
                 mib(free.saturating_sub(HEAP_HEADROOM))
             ));
         }
-        let state = State::new(&model.config, limits.max_context, limits.prefill_batch);
+        let state = State::try_new(&model.config, limits.max_context, limits.prefill_batch)
+            .map_err(|e| format!("model {path}: {e} (context {})", limits.max_context))?;
         Ok(LoadedModel {
             model,
             state,
@@ -314,10 +307,7 @@ fn read_file(
     }
     let (config, parse) = peek_header(fs, file, size, free, path)?;
     let (state, context) = config.map_or((0, limits.max_context), |c| {
-        (
-            state_bytes(&c, limits.max_context, limits.prefill_batch),
-            limits.max_context.min(c.seq_len),
-        )
+        (state_bytes(&c, limits), limits.max_context.min(c.seq_len))
     });
     if size
         .saturating_add(state)

@@ -1,10 +1,13 @@
-//! The safetensors header reader against the reference implementation (the `safetensors`
-//! crate) on real and damaged headers, and what it allocates for a huge one.
+//! What loading allocates, counted: the safetensors header reader against the reference
+//! implementation (the `safetensors` crate) on real and damaged headers and what it
+//! allocates for a huge one; a `State` allocates exactly what its `StateLayout` says, and
+//! one too large for memory is an error.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use inference::header::{self, Header};
+use inference::{Config, State, StateLayout};
 
 /// Counts this thread's live heap bytes and their peak (tests run on several threads).
 struct Counting;
@@ -273,4 +276,59 @@ fn a_huge_header_allocates_what_parse_bytes_says() {
         peak >> 20,
         reference >> 20
     );
+}
+
+fn config(n_layers: usize, dim: usize, seq_len: usize) -> Config {
+    Config {
+        dim,
+        hidden_dim: dim * 8 / 3,
+        n_layers,
+        n_heads: dim / 64,
+        n_kv_heads: dim / 192,
+        vocab_size: 49152,
+        seq_len,
+        rope_theta: 100000.0,
+        norm_eps: 1e-5,
+        tied_classifier: true,
+    }
+}
+
+#[test]
+fn a_state_allocates_what_its_layout_says() {
+    // SmolLM2-135M's shape, and a small odd one.
+    let mut small = config(2, 192, 100);
+    small.n_heads = 4;
+    small.n_kv_heads = 2;
+    for (c, context, batch) in [
+        (config(30, 576, 8192), 1024, 64),
+        (config(30, 576, 8192), 1, 1),
+        (small, 1000, 7),
+    ] {
+        let layout = StateLayout::new(&c, context, batch);
+        let (state, peak) = peak_of(|| State::try_new(&c, context, batch));
+        let state = state.unwrap();
+        assert_eq!(peak as u64, layout.bytes(), "{c:?} {context} {batch}");
+        assert_eq!(state.max_seq(), context.min(c.seq_len));
+        assert_eq!(state.batch(), batch);
+    }
+    // SmolLM2 at the service's defaults: 2 x 30 x 1024 x 192 x 4 bytes of KV cache.
+    let b = StateLayout::new(&config(30, 576, 8192), 1024, 64).bytes();
+    assert!(
+        b > 2 * 30 * 1024 * 192 * 4 && b < 2 * 30 * 1024 * 192 * 4 + (2 << 20),
+        "{b}"
+    );
+}
+
+#[test]
+fn a_state_too_large_for_memory_is_an_error() {
+    // 2^30 layers x 2^20 positions x 2^16 KV values: more than the address space, refused
+    // before any memory is touched (whatever the host's overcommit policy).
+    let mut c = config(1 << 30, 1 << 16, 1 << 20);
+    c.n_kv_heads = c.n_heads;
+    let e = State::try_new(&c, 1 << 20, 1)
+        .err()
+        .expect("a KV cache beyond the address space");
+    assert_eq!(e.bytes, StateLayout::new(&c, 1 << 20, 1).bytes());
+    assert_eq!(e.bytes, u64::MAX);
+    assert!(e.to_string().contains("cannot allocate"), "{e}");
 }
